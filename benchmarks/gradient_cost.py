@@ -1,0 +1,77 @@
+"""Gradient cost as a ratio to the forward pass, per shipped model: ``python benchmarks/gradient_cost.py``.
+
+For each model at batch 32 (override with --batch): compile time of the
+forward and of the input gradient, then the median of --repeats timed calls
+of each after warm-up, and their ratio, all measured in one run. Reverse
+mode should cost a small constant times the forward pass (about 3× in FLOPs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+
+import models  # noqa: E402
+from explain.gradients import _compiled_input_grad, prepare  # noqa: E402
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def measure(name: str, batch: int, repeats: int) -> dict:
+    bundle = models.load(name)
+    x = np.asarray(bundle.dataset.test.x[:batch])
+    model, xj, fn, aux, _ = prepare(bundle.model, x, None)
+    fwd = jax.jit(model.apply)
+    grad = _compiled_input_grad(model.apply, fn)
+    t0 = time.perf_counter()
+    jax.block_until_ready(fwd(model.params, xj))
+    fwd_compile = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jax.block_until_ready(grad(model.params, xj, aux))
+    grad_compile = time.perf_counter() - t0
+    f = median_seconds(lambda: fwd(model.params, xj), repeats)
+    g = median_seconds(lambda: grad(model.params, xj, aux), repeats)
+    return {
+        "model": name,
+        "forward_ms": f * 1e3,
+        "grad_ms": g * 1e3,
+        "ratio": g / f,
+        "compile_fwd_s": fwd_compile,
+        "compile_grad_s": grad_compile,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--models", default=",".join(sorted(models.SPECS)))
+    args = parser.parse_args()
+    print(f"device: {jax.devices()[0].device_kind}, batch {args.batch}, median of {args.repeats}")
+    print(
+        f"{'model':<20} {'forward ms':>11} {'grad ms':>9} {'grad/fwd':>9} {'compile fwd s':>14} {'compile grad s':>15}"
+    )
+    for name in args.models.split(","):
+        r = measure(name, args.batch, args.repeats)
+        print(
+            f"{r['model']:<20} {r['forward_ms']:>11.3f} {r['grad_ms']:>9.3f} {r['ratio']:>9.2f} {r['compile_fwd_s']:>14.2f} {r['compile_grad_s']:>15.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
