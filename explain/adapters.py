@@ -24,6 +24,23 @@ from flax import nnx
 from explain.model import InputSpec, Model, OutputKind
 
 
+def _layer_order(tap, params, spec: InputSpec) -> tuple[str, ...]:
+    """Tapped layer names in the order the forward pass reaches them.
+
+    Read from the activations dict as it is filled during an abstract trace:
+    a dict returned through ``jax.eval_shape`` comes back with sorted keys.
+    """
+    order: list[str] = []
+
+    def record(p, x):
+        _, acts = tap(p, x, {})
+        order.extend(acts)
+        return None
+
+    jax.eval_shape(record, params, jax.ShapeDtypeStruct((1, *spec.shape), jnp.float32))
+    return tuple(order)
+
+
 def _spec(input_shape, value_range, feature_names) -> InputSpec:
     return InputSpec(
         shape=tuple(int(s) for s in input_shape),
@@ -94,8 +111,6 @@ def from_linen(
     def apply(variables, x):
         return _as_2d(module.apply(variables, x, method=method))
 
-    x0 = jax.ShapeDtypeStruct((1, *spec.shape), jnp.float32)
-    _, acts = jax.eval_shape(lambda v, x: tap(v, x, {}), variables, x0)
     return Model(
         apply=apply,
         params=variables,
@@ -103,7 +118,7 @@ def from_linen(
         output_kind=output_kind,
         class_names=None if class_names is None else tuple(class_names),
         tap=tap,
-        layer_names=tuple(acts),
+        layer_names=_layer_order(tap, variables, spec),
         name=name or type(module).__name__,
     )
 
@@ -160,8 +175,6 @@ def from_nnx(
             object.__setattr__(sub, "__class__", _tapped_class(type(sub)))
         return _as_2d(mod(x)), acts
 
-    x0 = jax.ShapeDtypeStruct((1, *spec.shape), jnp.float32)
-    _, acts = jax.eval_shape(lambda s, x: tap(s, x, {}), state, x0)
     return Model(
         apply=apply,
         params=state,
@@ -169,6 +182,6 @@ def from_nnx(
         output_kind=output_kind,
         class_names=None if class_names is None else tuple(class_names),
         tap=tap,
-        layer_names=tuple(acts),
+        layer_names=_layer_order(tap, state, spec),
         name=name or type(module).__name__,
     )

@@ -20,7 +20,7 @@ def test_nnx_layers_are_attribute_paths(nnx_mlp):
 
 def test_linen_apply_equals_module_apply(linen_cnn, key):
     x = jax.random.uniform(key, (2, 8, 8, 3))
-    from tests.conftest import TinyCNN
+    from conftest import TinyCNN
 
     direct = TinyCNN().apply(linen_cnn.params, x)
     np.testing.assert_allclose(linen_cnn.apply(linen_cnn.params, x), direct, rtol=1e-6)
@@ -37,7 +37,7 @@ def test_tap_adds_delta_and_records_clean_activation(nnx_mlp, key):
 
 
 def test_nnx_module_is_not_edited(key):
-    from tests.conftest import TinyMLP
+    from conftest import TinyMLP
 
     module = TinyMLP(nnx.Rngs(0))
     model = explain.from_nnx(module, input_shape=(5,))
@@ -61,3 +61,16 @@ def test_regression_head_of_rank_one_becomes_two_d(key):
 def test_unknown_layer_names_known_ones(linen_cnn):
     with pytest.raises(ValueError, match=r"unknown layer 'conv9'.*expected one of \['conv1', 'conv2', 'head'\]"):
         linen_cnn.check_layer("conv9")
+
+
+def test_layer_names_follow_the_forward_pass_not_the_alphabet(key):
+    class Deep(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for i in (1, 2, 10, 3):
+                x = nn.Dense(2, name=f"fc{i}")(x)
+            return x
+
+    m = Deep()
+    model = explain.from_linen(m, m.init(key, jnp.zeros((1, 2))), input_shape=(2,))
+    assert model.layer_names == ("fc1", "fc2", "fc10", "fc3")

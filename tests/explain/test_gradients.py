@@ -9,7 +9,7 @@ import pytest
 
 import explain
 from explain import targets
-from tests.conftest import central_difference, central_difference_batched, to_float64
+from conftest import central_difference, central_difference_batched, to_float64
 
 TARGETS = {
     "pred_logit": lambda n: "pred",
