@@ -1,20 +1,68 @@
 """Gradient explanations for JAX/Flax models: the public API, re-exported."""
 
-from explain import targets
+from explain import adversarial, chain_rule, depth, gradflow, saliency, sensitivity, targets, viz
 from explain.adapters import from_linen, from_nnx
+from explain.gradflow import GradientFlow, JacobianChain, gradient_flow, jacobian_chain
 from explain.gradients import Gradients, LayerGradients, hvp, input_gradients, layer_gradients
 from explain.model import InputSpec, Model, as_model
+from explain.saliency import (
+    Attribution,
+    blur_integrated_gradients,
+    deconvnet,
+    expected_gradients,
+    grad_cam,
+    gradient_shap,
+    gradient_x_input,
+    guided_backprop,
+    guided_grad_cam,
+    guided_integrated_gradients,
+    integrated_gradients,
+    integrated_gradients_adaptive,
+    occlusion,
+    smoothgrad,
+    smoothgrad_sq,
+    vanilla_gradient,
+    vargrad,
+)
 
 __all__ = [
+    "Attribution",
+    "GradientFlow",
     "Gradients",
     "InputSpec",
+    "JacobianChain",
     "LayerGradients",
     "Model",
+    "adversarial",
     "as_model",
+    "blur_integrated_gradients",
+    "chain_rule",
+    "deconvnet",
+    "depth",
+    "expected_gradients",
     "from_linen",
     "from_nnx",
+    "grad_cam",
+    "gradflow",
+    "gradient_flow",
+    "gradient_shap",
+    "gradient_x_input",
+    "guided_backprop",
+    "guided_grad_cam",
+    "guided_integrated_gradients",
     "hvp",
     "input_gradients",
+    "integrated_gradients",
+    "integrated_gradients_adaptive",
+    "jacobian_chain",
     "layer_gradients",
+    "occlusion",
+    "saliency",
+    "sensitivity",
+    "smoothgrad",
+    "smoothgrad_sq",
     "targets",
+    "vanilla_gradient",
+    "vargrad",
+    "viz",
 ]

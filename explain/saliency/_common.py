@@ -1,0 +1,193 @@
+"""Shared plumbing for the saliency methods: target resolution, gradient rows, checks, chunk sizing.
+
+Every method resolves its target here (so ``target="all"`` and a frozen
+predicted class mean the same thing everywhere) and differentiates through
+:func:`grad_rows`, built on :func:`explain.gradients.target_and_grad`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explain import gradients
+from explain import targets as targets_lib
+from explain.model import Model, as_model
+from explain.targets import TargetFn
+
+ALL = "all"
+# Working-set budget for one compiled chunk (activations kept for the backward pass). With
+# shapes_cnn (64x64x3) the estimate gives 88 rows per chunk; IG with 300 steps on 32 images
+# then peaks at ~0.7 GB RSS for the whole process (benchmarks/saliency_bench.py measures it).
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+
+
+class Resolved(NamedTuple):
+    """A validated batch and its target. ``fn is None`` means every output (``target="all"``)."""
+
+    model: Model
+    x: jax.Array
+    fn: TargetFn | None
+    aux: Any
+    name: str
+
+
+@functools.cache
+def _pred_to_index() -> dict[TargetFn, tuple[TargetFn, str]]:
+    return {
+        targets_lib.class_score("pred", s).fn: (targets_lib.class_score(0, s).fn, f"{s}[pred]")
+        for s in ("logit", "prob", "log_prob")
+    }
+
+
+@functools.cache
+def compiled_forward(apply: Callable):
+    return jax.jit(apply)
+
+
+def resolve(
+    model: Any, x: Any, target: Any, labels: Any = None, *, allow_all: bool = True, freeze: bool = True
+) -> Resolved:
+    """Validates ``x`` and resolves ``target``; nothing is compiled unless ``freeze`` (see :func:`freeze_pred`).
+
+    Methods with checks of their own pass ``freeze=False`` and call :func:`freeze_pred`
+    after them, so every bad input raises before any compilation.
+    """
+    model = as_model(model)
+    if isinstance(target, str) and target == ALL:
+        if not allow_all:
+            raise ValueError("target='all' is not supported by this method; pass a class index, 'pred' or 'loss'")
+        return Resolved(model, model.input_spec.validate(x), None, None, ALL)
+    r = Resolved(*gradients.prepare(model, x, target, labels))
+    return freeze_pred(r) if freeze else r
+
+
+def freeze_pred(r: Resolved) -> Resolved:
+    """Replaces a predicted-class target by the class predicted at ``x`` (one compiled forward pass).
+
+    Along an integration path or under noise the argmax may change, and
+    explaining a moving target breaks completeness; Captum likewise fixes the
+    target before integrating.
+    """
+    table = _pred_to_index()
+    if r.fn not in table:
+        return r
+    by_index, name = table[r.fn]
+    aux = jnp.argmax(compiled_forward(r.model.apply)(r.model.params, r.x), axis=1).astype(jnp.int32)
+    return Resolved(r.model, r.x, by_index, aux, name)
+
+
+def grad_rows(apply: Callable, fn: TargetFn | None, params: Any, x: jax.Array, aux: Any) -> tuple[jax.Array, jax.Array]:
+    """Pure: gradients of a batch of rows ``x (R, ...)`` and the target values.
+
+    Returns ``(∂t/∂x (R, ...), t (R,))``; with ``fn is None`` every output's
+    gradient ``(R, K, ...)`` and the outputs ``(R, K)``: one forward pass and
+    ``K`` backward passes, the vjp vmapped over one-hot cotangents.
+    """
+    if fn is not None:
+        t, g, _ = gradients.target_and_grad(apply, fn, params, x, aux)
+        return g, t
+    out, vjp = jax.vjp(lambda x: apply(params, x), x)
+    k = out.shape[1]
+    cot = jnp.broadcast_to(jnp.eye(k, dtype=out.dtype)[:, None, :], (k, *out.shape))  # (K, R, K)
+    (g,) = jax.vmap(vjp)(cot)  # (K, R, ...)
+    return jnp.moveaxis(g, 0, 1), out
+
+
+def target_values(apply: Callable, fn: TargetFn | None, params: Any, x: jax.Array, aux: Any) -> jax.Array:
+    """Pure: ``(R,)`` target values, or the outputs ``(R, K)`` for ``target="all"``."""
+    out = apply(params, x)
+    return out if fn is None else fn(out, aux)
+
+
+def tile_aux(aux: Any, reps: int) -> Any:
+    """Repeats per-sample target data for ``reps`` copies of the batch laid out ``(reps, N)`` row-major."""
+    return jax.tree_util.tree_map(
+        lambda a: jnp.tile(a, (reps,) + (1,) * (a.ndim - 1)) if getattr(a, "ndim", 0) else a, aux
+    )
+
+
+def expand_like(v: jax.Array, g: jax.Array) -> jax.Array:
+    """Inserts the class axis of ``g (N, K, ...)`` into ``v (N, ...)`` when ``g`` has one more axis."""
+    return v[:, None] if g.ndim == v.ndim + 1 else v
+
+
+def rows_per_chunk(
+    model: Model, *, memory_budget: int | None, internal_batch_size: int | None, all_classes: bool
+) -> int:
+    """How many model rows one compiled call may take.
+
+    ``internal_batch_size`` (as Captum) wins; otherwise the budget divided by an
+    estimate of one row's working set: every tappable activation kept for the
+    backward pass (x3 for its cotangent and temporaries) plus the input (x4:
+    interpolated point, gradient, accumulators), times ``K`` for ``target="all"``.
+    """
+    if internal_batch_size is not None:
+        return internal_batch_size
+    itemsize = 4
+    acts = sum(math.prod(s) for s in model.layer_shapes.values())
+    per_row = itemsize * (3 * acts + 4 * math.prod(model.input_spec.shape))
+    if all_classes:
+        per_row *= model.num_outputs
+    return max(1, (memory_budget or DEFAULT_MEMORY_BUDGET) // per_row)
+
+
+# ----------------------------------------------------------------------------- checks (all before compilation)
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"expected {name} to be an int >= {minimum}, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"expected {name} >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_float(name: str, value: Any, *, minimum: float = 0.0, maximum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"expected {name} to be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
+        hi = "" if maximum is None else f" and <= {maximum:g}"
+        raise ValueError(f"expected {name} >= {minimum:g}{hi}, got {value:g}")
+    return value
+
+
+def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
+    return value
+
+
+def check_key(key: Any, *, what: str) -> jax.Array:
+    if key is None:
+        raise ValueError(f"{what} is random: pass an explicit key=jax.random.key(seed)")
+    if not isinstance(key, jax.Array):
+        raise TypeError(f"expected key to be a jax.random.key, got {type(key).__name__}")
+    return key
+
+
+def check_image(model: Model, *, what: str) -> tuple[int, int, int]:
+    """``(H, W, C)`` of an image model, else a ``ValueError`` naming the method."""
+    shape = model.input_spec.shape
+    if len(shape) != 3:
+        raise ValueError(
+            f"{what} needs image inputs of shape (N, H, W, C); model {model.name!r} takes (N, {', '.join(map(str, shape))})"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def value_range(model: Model) -> tuple[float, float]:
+    """The declared input range, or ``(0, 1)`` when none is declared."""
+    return model.input_spec.value_range or (0.0, 1.0)
+
+
+def take_aux(aux: Any, idx: np.ndarray) -> Any:
+    """The per-sample target data of the samples ``idx``."""
+    return jax.tree_util.tree_map(lambda a: a[idx] if getattr(a, "ndim", 0) else a, aux)

@@ -1,0 +1,118 @@
+"""Tabular input for the sensitivity rankings: column checks, matching by name, CSV files.
+
+Every ranking starts with :func:`check_tabular`, so a wrong column count,
+mismatched feature names, NaN rows or an image model raise a clear error
+before anything is compiled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from explain.model import Model, as_model
+
+NOT_TABULAR_MSG = (
+    "sensitivity rankings need a tabular model whose samples have shape (F,); model {name!r} takes samples of "
+    "shape {shape}. For image models use the saliency methods (explain.saliency) instead."
+)
+
+
+def feature_names(model: Model) -> tuple[str, ...]:
+    """The model's feature names, or ``x0 .. x{F-1}`` when it declares none."""
+    spec = model.input_spec
+    return spec.feature_names or tuple(f"x{i}" for i in range(spec.shape[0]))
+
+
+def match_columns(columns: Sequence[str], model: Model) -> np.ndarray:
+    """Indices that reorder columns named ``columns`` into the model's feature order.
+
+    Raises:
+      ValueError: naming the missing and the extra columns when the sets differ.
+    """
+    expected = feature_names(model)
+    columns = [str(c) for c in columns]
+    missing = [n for n in expected if n not in columns]
+    extra = [c for c in columns if c not in expected]
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if missing or extra or dupes:
+        parts = [f"missing {missing}" if missing else "", f"unexpected {extra}" if extra else ""]
+        parts.append(f"duplicated {dupes}" if dupes else "")
+        raise ValueError(
+            f"feature names do not match model {model.name!r}: {'; '.join(p for p in parts if p)}. "
+            f"Expected the {len(expected)} columns {list(expected)} (any order)."
+        )
+    return np.asarray([columns.index(n) for n in expected])
+
+
+def check_tabular(model: Model | Any, x: Any, *, names: Sequence[str] | None = None) -> tuple[Model, jax.Array]:
+    """Validates a tabular batch: ``(model, x (N, F))`` with columns in the model's order.
+
+    Args:
+      model: a tabular :class:`~explain.model.Model` (input shape ``(F,)``) or a bundle.
+      x: ``(N, F)`` array, or a pandas DataFrame whose columns are matched by name.
+      names: the column names of an array ``x``, matched by name like a DataFrame's.
+
+    Raises:
+      ValueError: image model, wrong column count, names that do not match, NaN/inf rows.
+    """
+    model = as_model(model)
+    spec = model.input_spec
+    if not spec.is_tabular:
+        raise ValueError(NOT_TABULAR_MSG.format(name=model.name, shape=spec.shape))
+    if hasattr(x, "columns") and hasattr(x, "to_numpy"):
+        names, x = list(x.columns), x.to_numpy()
+    arr = np.asarray(x)
+    if arr.ndim != 2:
+        raise ValueError(f"expected x of shape (N, {spec.shape[0]}) (one row per sample), got shape {arr.shape}")
+    if names is not None:
+        if len(names) != arr.shape[1]:
+            raise ValueError(f"got {len(names)} feature names for {arr.shape[1]} columns of x")
+        arr = arr[:, match_columns(names, model)]
+    elif arr.shape[1] != spec.shape[0]:
+        shown = list(feature_names(model))
+        raise ValueError(
+            f"expected x with {spec.shape[0]} feature columns {shown} for model {model.name!r}, "
+            f"got {arr.shape[1]} columns"
+        )
+    if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
+        arr = arr.astype(np.float64 if arr.dtype == np.float64 and jax.config.x64_enabled else np.float32)
+        bad = ~np.isfinite(arr).all(axis=1)
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            raise ValueError(
+                f"x has NaN or inf in {rows.size} row(s), first at row {rows[0]} (rows {rows[:5].tolist()}"
+                f"{'...' if rows.size > 5 else ''}); drop or impute them before ranking"
+            )
+    return model, spec.validate(arr, check_range=False)
+
+
+def read_csv(path: str | Path, model: Model | Any, *, label_column: str | None = None) -> tuple[np.ndarray, Any]:
+    """Reads a CSV with a header row and matches its columns to the model's features by name.
+
+    Args:
+      path: a CSV file with one header row.
+      model: the tabular model whose ``input_spec.feature_names`` name the columns.
+      label_column: a column holding labels, returned separately (``None``: no labels).
+
+    Returns:
+      ``(x (N, F) float32 in the model's feature order, labels (N,) or None)``.
+
+    Raises:
+      ValueError: missing or unexpected columns (named), or a missing ``label_column``.
+    """
+    import pandas as pd
+
+    model = as_model(model)
+    frame = pd.read_csv(path)
+    labels = None
+    if label_column is not None:
+        if label_column not in frame.columns:
+            raise ValueError(f"label column {label_column!r} not in {path}; its columns are {list(frame.columns)}")
+        labels = frame.pop(label_column).to_numpy()
+    order = match_columns(list(frame.columns), model)
+    return frame.to_numpy(dtype=np.float32)[:, order], labels

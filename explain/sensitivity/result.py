@@ -1,0 +1,271 @@
+"""Result objects of the sensitivity rankings: readable tables, DataFrames, CSV and JSON.
+
+Each result holds plain NumPy arrays, the feature names and the settings that
+produced it. ``to_frame()`` is the one tabular form; ``str()``, ``to_csv`` and
+``to_json`` are derived from it, so every export carries names, values,
+intervals and settings. The CSV starts with one ``# settings: {json}`` line
+(``pandas.read_csv(path, comment="#")`` skips it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+class _Exportable:
+    """``to_frame`` -> ``str``, CSV and JSON; subclasses define ``to_frame`` and ``settings``."""
+
+    settings: Mapping[str, Any]
+
+    def to_frame(self):  # pragma: no cover - every subclass overrides
+        raise NotImplementedError
+
+    def to_csv(self, path: str | Path | None = None) -> str:
+        """The table as CSV after a ``# settings: {json}`` line; written to ``path`` when given."""
+        text = f"# settings: {json.dumps(_jsonable(dict(self.settings)))}\n" + self.to_frame().to_csv(index=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def to_json(self, path: str | Path | None = None) -> str:
+        """``{"settings": ..., "rows": [records]}``; written to ``path`` when given."""
+        rows = [_jsonable(r) for r in self.to_frame().to_dict(orient="records")]
+        text = json.dumps({"settings": _jsonable(dict(self.settings)), "rows": rows}, indent=1)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    def save(self, path: str | Path) -> None:
+        """Writes CSV or JSON, chosen by the suffix of ``path``."""
+        suffix = Path(path).suffix.lower()
+        if suffix not in (".csv", ".json"):
+            raise ValueError(f"expected an output path ending in .csv or .json, got {str(path)!r}")
+        (self.to_csv if suffix == ".csv" else self.to_json)(path)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LocalSensitivity(_Exportable):
+    """Per-row attributions: ``values[method]`` is ``(N, F)``, signed.
+
+    Attributes:
+      feature_names: ``F`` names, in the model's order.
+      values: ``{"grad" | "gxi" | "ig": (N, F)}``.
+      target_values: ``(N,)`` the target at each row.
+      settings: target, methods, IG baseline and steps.
+    """
+
+    feature_names: tuple[str, ...]
+    values: Mapping[str, np.ndarray]
+    target_values: np.ndarray
+    settings: Mapping[str, Any]
+
+    def ranked(self, row: int = 0, method: str | None = None) -> list[tuple[str, float]]:
+        """``(feature, signed value)`` of one row, largest magnitude first."""
+        method = method or next(iter(self.values))
+        if method not in self.values:
+            raise ValueError(f"method {method!r} was not computed; have {list(self.values)}")
+        v = self.values[method][row]
+        order = np.argsort(-np.abs(v), kind="stable")
+        return [(self.feature_names[i], float(v[i])) for i in order]
+
+    def to_frame(self):
+        """Long form: one line per (row, method, feature) with its rank by magnitude within the row."""
+        import pandas as pd
+
+        parts = []
+        for method, v in self.values.items():
+            n, f = v.shape
+            rank = np.argsort(np.argsort(-np.abs(v), axis=1, kind="stable"), axis=1) + 1
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "row": np.repeat(np.arange(n), f),
+                        "method": method,
+                        "rank": rank.ravel(),
+                        "feature": np.tile(np.asarray(self.feature_names, dtype=object), n),
+                        "feature_index": np.tile(np.arange(f), n),
+                        "value": v.ravel(),
+                    }
+                )
+            )
+        return pd.concat(parts, ignore_index=True).sort_values(["row", "method", "rank"], ignore_index=True)
+
+    def __str__(self) -> str:
+        lines = [f"Local sensitivity of {self.settings.get('target')} ({self.settings.get('model')})"]
+        for row in range(min(len(self.target_values), 5)):
+            lines.append(f"row {row}: target = {self.target_values[row]:.4g}")
+            for method in self.values:
+                top = ", ".join(f"{n} {v:+.3g}" for n, v in self.ranked(row, method)[:8])
+                lines.append(f"  {method:>4}: {top}")
+        if len(self.target_values) > 5:
+            lines.append(f"... {len(self.target_values) - 5} more rows (to_frame() has all)")
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MethodRanking:
+    """One method's global ranking.
+
+    Attributes:
+      method: ``"grad"``, ``"gxi"``, ``"ig"`` or ``"permutation"``.
+      description: the score's formula, for tables.
+      scores: ``(F,)`` mean over rows of the per-row score.
+      lower, upper: ``(F,)`` the bootstrap percentile interval of ``scores``.
+      top_k_share: ``(F,)`` share of bootstrap resamples in which the feature is in the top ``k``.
+      spearman: Spearman rank correlation of ``scores`` with permutation importance, or ``None``.
+    """
+
+    method: str
+    description: str
+    scores: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    top_k_share: np.ndarray
+    spearman: float | None = None
+
+    def order(self) -> np.ndarray:
+        """Feature indices by descending score."""
+        return np.argsort(-self.scores, kind="stable")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class GlobalSensitivity(_Exportable):
+    """Global feature rankings with bootstrap intervals, rank stability and agreement with permutation importance.
+
+    Attributes:
+      feature_names: ``F`` names, in the model's order.
+      rankings: ``{method: MethodRanking}`` in the order computed.
+      settings: target, rows, bootstraps, interval level, ``top_k``, IG baseline, key, etc.
+    """
+
+    feature_names: tuple[str, ...]
+    rankings: Mapping[str, MethodRanking]
+    settings: Mapping[str, Any]
+
+    def __getitem__(self, method: str) -> MethodRanking:
+        if method not in self.rankings:
+            raise KeyError(f"method {method!r} was not computed; have {list(self.rankings)}")
+        return self.rankings[method]
+
+    def top(self, method: str, k: int | None = None) -> list[str]:
+        """Feature names of ``method``'s ranking, best first (the first ``k``)."""
+        return [self.feature_names[i] for i in self[method].order()[:k]]
+
+    def to_frame(self):
+        """Long form: one line per (method, feature), ranked within each method."""
+        import pandas as pd
+
+        k = self.settings.get("top_k")
+        parts = []
+        for r in self.rankings.values():
+            order = r.order()
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "method": r.method,
+                        "rank": np.arange(1, len(order) + 1),
+                        "feature": [self.feature_names[i] for i in order],
+                        "feature_index": order,
+                        "score": r.scores[order],
+                        "ci_low": r.lower[order],
+                        "ci_high": r.upper[order],
+                        f"top{k}_share": r.top_k_share[order],
+                        "spearman_vs_permutation": np.nan if r.spearman is None else r.spearman,
+                    }
+                )
+            )
+        return pd.concat(parts, ignore_index=True)
+
+    def table(self, method: str | None = None, top: int | None = None) -> str:
+        """A readable ranked table of one method (default: all), ``top`` features each."""
+        s = self.settings
+        methods = [method] if method is not None else list(self.rankings)
+        level = round(100 * s.get("ci", 0.95))
+        k = s.get("top_k")
+        lines = [
+            f"Global sensitivity of {s.get('target')} for {s.get('model')!r}: {s.get('n_rows')} rows, "
+            f"{s.get('n_bootstrap')} bootstraps, {level}% intervals"
+        ]
+        width = max(len(n) for n in self.feature_names)
+        for m in methods:
+            r = self[m]
+            agree = "" if r.spearman is None else f"; Spearman vs permutation importance = {r.spearman:.3f}"
+            lines.append(f"\n[{m}] {r.description}{agree}")
+            lines.append(f"{'rank':>4}  {'feature':<{width}}  {'score':>10}  {f'{level}% interval':>23}  top-{k} share")
+            for rank, i in enumerate(r.order()[:top], start=1):
+                lines.append(
+                    f"{rank:>4}  {self.feature_names[i]:<{width}}  {r.scores[i]:>10.4g}  "
+                    f"[{r.lower[i]:>10.4g}, {r.upper[i]:>10.4g}]  {r.top_k_share[i]:>10.0%}"
+                )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Interactions(_Exportable):
+    """Pairwise interaction strengths ``mean |∂²t/∂xᵢ∂xⱼ| · σᵢσⱼ``.
+
+    Attributes:
+      feature_names: ``F`` names.
+      matrix: ``(F, F)`` symmetric; the diagonal is each feature's own curvature.
+      settings: target, rows, mode (``"hessian"`` or ``"hvp"``), scales.
+    """
+
+    feature_names: tuple[str, ...]
+    matrix: np.ndarray
+    settings: Mapping[str, Any]
+
+    def top_pairs(self, k: int | None = 10) -> list[tuple[str, str, int, int, float]]:
+        """``(name_i, name_j, i, j, strength)`` for ``i < j``, strongest first."""
+        i, j = np.triu_indices(self.matrix.shape[0], k=1)
+        vals = self.matrix[i, j]
+        order = np.argsort(-vals, kind="stable")[:k]
+        return [
+            (self.feature_names[i[o]], self.feature_names[j[o]], int(i[o]), int(j[o]), float(vals[o])) for o in order
+        ]
+
+    def to_frame(self):
+        """One line per pair ``i < j``, strongest first."""
+        import pandas as pd
+
+        rows = self.top_pairs(None)
+        frame = pd.DataFrame(rows, columns=["feature_i", "feature_j", "index_i", "index_j", "strength"])
+        frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+        return frame
+
+    def matrix_frame(self):
+        """The full ``(F, F)`` matrix labelled by feature names."""
+        import pandas as pd
+
+        return pd.DataFrame(self.matrix, index=list(self.feature_names), columns=list(self.feature_names))
+
+    def __str__(self) -> str:
+        s = self.settings
+        lines = [
+            f"Top interactions of {s.get('target')} for {s.get('model')!r} (mean |∂²t/∂xi∂xj|·σiσj, {s.get('n_rows')} rows)"
+        ]
+        for rank, (a, b, _, _, v) in enumerate(self.top_pairs(10), start=1):
+            lines.append(f"{rank:>4}  {a} × {b}  {v:.4g}")
+        return "\n".join(lines)

@@ -1,0 +1,92 @@
+"""Helpers for the saliency tests (a plain module: a second conftest.py would shadow the root one): closed-form models, the shipped shapes model, a compile counter."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import explain
+
+_COMPILES = [0]
+
+
+def _on_event(event: str, duration: float, **kwargs) -> None:
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+class CompileCounter:
+    """``with counter as c: ...`` then ``c.count``: XLA compilations inside the block."""
+
+    def __enter__(self):
+        self._start = _COMPILES[0]
+        return self
+
+    def __exit__(self, *exc):
+        self.count = _COMPILES[0] - self._start
+
+
+def linear_apply(params, x):
+    """``F(x) = flatten(x) @ w + b``: every gradient method has a closed form here."""
+    return x.reshape(x.shape[0], -1) @ params["w"] + params["b"]
+
+
+def quadratic_apply(params, x):
+    """``F_k(x) = Σ_i c_ik x_i²``: gradient ``2 c_ik x_i``, linear along any ray."""
+    return (x.reshape(x.shape[0], -1) ** 2) @ params["c"]
+
+
+def make_model(apply, shape, k=3, seed=0, name="closed_form", value_range=None, param="w") -> explain.Model:
+    d = int(np.prod(shape))
+    rng = np.random.default_rng(seed)
+    params = {param: jnp.asarray(rng.normal(size=(d, k)), jnp.float32)}
+    if param == "w":
+        params["b"] = jnp.asarray(rng.normal(size=(k,)), jnp.float32)
+    spec = explain.InputSpec(shape=tuple(shape), value_range=value_range)
+    return explain.Model(apply=apply, params=params, input_spec=spec, name=name)
+
+
+@functools.cache
+def linear_model() -> explain.Model:
+    return make_model(linear_apply, (5,))
+
+
+@functools.cache
+def linear_image_model() -> explain.Model:
+    return make_model(linear_apply, (6, 6, 2), value_range=(0.0, 1.0), name="linear_image")
+
+
+@functools.cache
+def quadratic_model() -> explain.Model:
+    return make_model(quadratic_apply, (4,), param="c")
+
+
+@functools.cache
+def _load_shapes():
+    from models.checkpoint import CheckpointError
+    from models.registry import load
+
+    try:
+        return load("shapes_cnn"), None
+    except (CheckpointError, FileNotFoundError) as e:  # checkpoint being retrained
+        return None, str(e)
+
+
+def shapes():
+    """The shipped shapes_cnn bundle (skips while its checkpoint is missing or mismatched)."""
+    bundle, err = _load_shapes()
+    if bundle is None:
+        pytest.skip(f"shapes_cnn checkpoint unavailable: {err}")
+    return bundle
+
+
+def images(n: int = 2, seed: int = 0) -> jax.Array:
+    """A batch of images for the root conftest's ``linen_cnn`` (8x8x3 in [0, 1])."""
+    return jax.random.uniform(jax.random.key(seed), (n, 8, 8, 3))

@@ -1,0 +1,155 @@
+"""Integrated Gradients: quadrature, baselines, closed forms, completeness, chunking, adaptive steps, errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import to_float64
+from saliency_testlib import CompileCounter, images, linear_model, quadratic_model, shapes
+
+from explain.saliency import integrated
+from explain.saliency.integrated import integrated_gradients, integrated_gradients_adaptive, quadrature
+
+
+@pytest.mark.parametrize("rule", integrated.RULES)
+def test_quadrature_weights_sum_to_one_and_nodes_in_unit_interval(rule):
+    a, w = quadrature(rule, 7)
+    assert a.shape == w.shape == (7,)
+    assert np.isclose(w.sum(), 1.0) and (a >= 0).all() and (a <= 1).all()
+
+
+def test_gauss_legendre_exact_for_degree_2n_minus_1():
+    a, w = quadrature("gauss_legendre", 4)
+    for deg in range(8):
+        assert np.isclose((w * a**deg).sum(), 1.0 / (deg + 1), atol=1e-12)
+    assert not np.isclose((w * a**8).sum(), 1.0 / 9, atol=1e-9)
+
+
+def test_riemann_nodes_match_captum():
+    np.testing.assert_allclose(quadrature("riemann_left", 4)[0], [0, 0.25, 0.5, 0.75])
+    np.testing.assert_allclose(quadrature("riemann_right", 4)[0], [0.25, 0.5, 0.75, 1.0])
+    np.testing.assert_allclose(quadrature("riemann_middle", 2)[0], [0.25, 0.75])
+    np.testing.assert_allclose(quadrature("riemann_trapezoid", 3)[1], [0.25, 0.5, 0.25])
+
+
+@pytest.mark.parametrize("rule", integrated.RULES)
+def test_linear_model_ig_equals_gradient_times_input_minus_baseline(rule):
+    with jax.enable_x64(True):
+        m = to_float64(linear_model())
+        x = jax.random.normal(jax.random.key(0), (4, 5), jnp.float64)
+        b = jax.random.normal(jax.random.key(1), (5,), jnp.float64)
+        a = integrated_gradients(m, x, target=2, baseline=b, steps=3, rule=rule)
+        np.testing.assert_allclose(a.values, (x - b) * m.params["w"][:, 2], rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(a.convergence_delta, 0.0, atol=1e-12)
+        assert a.values.dtype == jnp.float64 and a.steps.tolist() == [3] * 4
+
+
+def test_quadratic_model_midpoint_is_exact_and_left_rule_is_not():
+    # IG_i = x_i ∫ 2 c_i α x_i dα = c_i x_i²; the integrand is linear in α.
+    with jax.enable_x64(True):
+        m = to_float64(quadratic_model())
+        x = jax.random.normal(jax.random.key(0), (3, 4), jnp.float64)
+        expect = m.params["c"][:, 1] * x**2
+        mid = integrated_gradients(m, x, target=1, steps=1, rule="riemann_middle")
+        np.testing.assert_allclose(mid.values, expect, rtol=1e-12)
+        left = integrated_gradients(m, x, target=1, steps=4, rule="riemann_left")
+        np.testing.assert_allclose(left.values, expect * 0.75, rtol=1e-12)  # Σ 2k/16 for k < 4 = 3/4
+        np.testing.assert_allclose(left.convergence_delta, -0.25 * expect.sum(1), rtol=1e-12)
+
+
+def test_chunking_does_not_change_the_result(linen_cnn):
+    x_img = images()
+    full = integrated_gradients(linen_cnn, x_img, steps=7)
+    one_step = integrated_gradients(linen_cnn, x_img, steps=7, internal_batch_size=2)  # 1 step per call
+    odd = integrated_gradients(linen_cnn, x_img, steps=7, internal_batch_size=6)  # 3 steps, last chunk padded
+    np.testing.assert_allclose(one_step.values, full.values, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(odd.values, full.values, rtol=1e-5, atol=1e-7)
+
+
+def test_target_all_equals_stacked_single_class_calls(linen_cnn):
+    x_img = images()
+    a = integrated_gradients(linen_cnn, x_img, target="all", steps=5)
+    assert a.values.shape == (2, 3, 8, 8, 3) and a.convergence_delta.shape == (2, 3)
+    for k in range(3):
+        single = integrated_gradients(linen_cnn, x_img, target=k, steps=5)
+        np.testing.assert_allclose(a.values[:, k], single.values, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(a.convergence_delta[:, k], single.convergence_delta, atol=1e-5)
+
+
+def test_baselines_shapes_and_key_determinism(linen_cnn):
+    x_img = images()
+    for kind in integrated.BASELINES:
+        b = integrated.make_baseline(linen_cnn, x_img, kind, key=jax.random.key(3))
+        assert b.shape == x_img.shape
+    np.testing.assert_allclose(integrated.make_baseline(linen_cnn, x_img, "constant"), 0.5)
+    blur = integrated.make_baseline(linen_cnn, x_img, "blur", blur_sigma=100.0)
+    np.testing.assert_allclose(blur, jnp.broadcast_to(x_img.mean((1, 2), keepdims=True), x_img.shape), atol=1e-3)
+    u1 = integrated_gradients(linen_cnn, x_img, baseline="uniform", steps=3, key=jax.random.key(5))
+    u2 = integrated_gradients(linen_cnn, x_img, baseline="uniform", steps=3, key=jax.random.key(5))
+    u3 = integrated_gradients(linen_cnn, x_img, baseline="uniform", steps=3, key=jax.random.key(6))
+    np.testing.assert_array_equal(u1.values, u2.values)
+    assert not np.allclose(u1.values, u3.values)
+
+
+def test_baseline_equal_to_input_gives_zero(linen_cnn):
+    x_img = images()
+    a = integrated_gradients(linen_cnn, x_img, baseline=x_img, steps=3)
+    np.testing.assert_array_equal(a.values, 0.0)
+
+
+def test_completeness_on_256_shapes_images_at_64_gauss_legendre_steps():
+    bundle = shapes()
+    # Acceptance: median |δ| / |F(x) - F(x')| <= 0.5 %. 256 x 64 rows in equal compiled chunks.
+    x = bundle.dataset.test.x[:256]
+    a = integrated_gradients(bundle, x, steps=64)
+    diff = a.values.reshape(256, -1).sum(1) - a.convergence_delta
+    rel = np.abs(np.asarray(a.convergence_delta)) / np.abs(np.asarray(diff))
+    assert np.median(rel) <= 0.005, f"median relative completeness error {np.median(rel):.4%}"
+
+
+def test_adaptive_reaches_tolerance_on_every_sample_and_reports_steps():
+    bundle = shapes()
+    x = bundle.dataset.test.x[:4]
+    a = integrated_gradients_adaptive(bundle, x, tolerance=1e-3, start_steps=16, max_steps=1024)
+    diff = a.values.reshape(4, -1).sum(1) - a.convergence_delta
+    assert (np.abs(a.convergence_delta) <= 1e-3 * (1 + np.abs(diff))).all()
+    steps = np.asarray(a.steps)
+    assert set(steps.tolist()) <= {16, 32, 64, 128, 256, 512, 1024} and steps.max() > 16  # it had to double
+
+
+def test_adaptive_stops_at_start_steps_when_exact():
+    x = jax.random.normal(jax.random.key(0), (3, 5))
+    a = integrated_gradients_adaptive(linear_model(), x, target=0, start_steps=2)
+    assert a.steps.tolist() == [2, 2, 2]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"steps": 0}, ValueError, r"steps >= 1, got 0"),
+        ({"steps": 1, "rule": "riemann_trapezoid"}, ValueError, r"steps >= 2"),
+        ({"steps": 2.5}, TypeError, r"steps to be an int"),
+        ({"rule": "simpson"}, ValueError, r"unknown rule 'simpson'; expected one of"),
+        ({"baseline": np.zeros((2, 2))}, ValueError, r"expected baseline of shape \(2, 8, 8, 3\)"),
+        ({"baseline": "mean"}, ValueError, r"unknown baseline 'mean'"),
+        ({"baseline": "uniform"}, ValueError, r"pass an explicit key"),
+        ({"target": 7}, ValueError, r"class index 7 out of range"),
+    ],
+)
+def test_bad_input_raises_before_compilation(linen_cnn, kwargs, error, match):
+    x_img, compiles = images(), CompileCounter()
+    with compiles, pytest.raises(error, match=match):
+        integrated_gradients(linen_cnn, x_img, **kwargs)
+    assert compiles.count == 0
+
+
+def test_adaptive_bad_options(linen_cnn):
+    x_img = images()
+    with pytest.raises(ValueError, match=r"max_steps >= 16"):
+        integrated_gradients_adaptive(linen_cnn, x_img, max_steps=8)
+    with pytest.raises(ValueError, match=r"tolerance > 0"):
+        integrated_gradients_adaptive(linen_cnn, x_img, tolerance=0.0)
+    with pytest.raises(ValueError, match=r"target='all' is not supported"):
+        integrated_gradients_adaptive(linen_cnn, x_img, target="all")
