@@ -41,6 +41,30 @@ def _layer_order(tap, params, spec: InputSpec) -> tuple[str, ...]:
     return tuple(order)
 
 
+class _Recorder:
+    """Records each tapped layer's output and adds its delta, for one forward pass.
+
+    A submodule called more than once (shared weights) has no single
+    activation: it is left out of the activations, and asking for its delta
+    raises rather than silently summing over the calls.
+    """
+
+    def __init__(self, deltas: Mapping[str, jax.Array]):
+        self.deltas = deltas
+        self.acts: dict[str, jax.Array] = {}
+        self.shared: set[str] = set()
+
+    def __call__(self, name: str, out: jax.Array) -> jax.Array:
+        if name in self.acts or name in self.shared:
+            self.shared.add(name)
+            self.acts.pop(name, None)
+            if name in self.deltas:
+                raise ValueError(f"layer {name!r} is called more than once in the forward pass; it cannot be tapped")
+            return out
+        self.acts[name] = out
+        return out + self.deltas[name] if name in self.deltas else out
+
+
 def _spec(input_shape, value_range, feature_names) -> InputSpec:
     return InputSpec(
         shape=tuple(int(s) for s in input_shape),
@@ -59,22 +83,18 @@ def _as_2d(out: jax.Array) -> jax.Array:
 
 def _linen_tap_fn(module: nn.Module, method: str | None):
     def tap(variables, x, deltas: Mapping[str, jax.Array]):
-        acts: dict[str, jax.Array] = {}
+        record = _Recorder(deltas)
 
         def interceptor(next_fun, args, kwargs, context):
             out = next_fun(*args, **kwargs)
             mod = context.module
             if context.method_name != "__call__" or not mod.path or not isinstance(out, jax.Array):
                 return out
-            name = "/".join(mod.path)
-            acts[name] = out
-            if name in deltas:
-                out = out + deltas[name]
-            return out
+            return record("/".join(mod.path), out)
 
         with nn.intercept_methods(interceptor):
             out = module.apply(variables, x, method=method)
-        return _as_2d(out), acts
+        return _as_2d(out), record.acts
 
     return tap
 
@@ -129,10 +149,8 @@ def from_linen(
 @functools.cache
 def _tapped_class(cls: type) -> type:
     def __call__(self, *args, **kwargs):
-        out = cls.__call__(self, *args, **kwargs)
-        name, acts, deltas = self._explain_tap
-        acts[name] = out
-        return out + deltas[name] if name in deltas else out
+        name, record = self._explain_tap
+        return record(name, cls.__call__(self, *args, **kwargs))
 
     return type(f"Tapped{cls.__name__}", (cls,), {"__call__": __call__})
 
@@ -169,11 +187,11 @@ def from_nnx(
 
     def tap(state, x, deltas):
         mod = nnx.merge(graphdef, state)
-        acts: dict[str, jax.Array] = {}
+        record = _Recorder(deltas)
         for path, sub in _nnx_submodules(mod):
-            object.__setattr__(sub, "_explain_tap", (path, acts, deltas))
+            object.__setattr__(sub, "_explain_tap", (path, record))
             object.__setattr__(sub, "__class__", _tapped_class(type(sub)))
-        return _as_2d(mod(x)), acts
+        return _as_2d(mod(x)), record.acts
 
     return Model(
         apply=apply,

@@ -10,7 +10,6 @@ default; the last chunk is padded to the same size so it never recompiles.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -34,7 +33,7 @@ def chunk_bounds(total: int, chunk: int) -> Iterator[tuple[int, int]]:
 
 
 def accumulate(
-    fn: Callable[[jax.Array], Any],
+    fn: Callable[[jax.Array, jax.Array], Any],
     items: jax.Array,
     chunk: int,
 ) -> Any:
@@ -77,7 +76,3 @@ def map_batches(fn: Callable[..., Any], *arrays: Any, batch: int) -> Any:
         out = fn(*parts)
         outs.append(jax.tree_util.tree_map(lambda o, k=stop - start: o[:k], out))
     return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *outs)
-
-
-def num_chunks(total: int, chunk: int) -> int:
-    return math.ceil(total / chunk)

@@ -24,6 +24,10 @@ from explain import targets as targets_lib
 from explain.model import Model, as_model
 from explain.targets import TargetFn
 
+# Keyed on the model's apply and the target function: a new lambda per call
+# would otherwise grow the cache without bound (e.g. on every dashboard rerun).
+_CACHE_SIZE = 128
+
 
 class Gradients(NamedTuple):
     """``values``: ∂target/∂x, shape of ``x``; ``outputs``: ``(N, K)``; ``target_values``: ``(N,)``."""
@@ -71,17 +75,17 @@ def target_and_layer_grad(
     return t, act, g, out
 
 
-@functools.cache
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _compiled_input_grad(apply: Callable, target_fn: TargetFn):
     return jax.jit(functools.partial(target_and_grad, apply, target_fn))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _compiled_layer_grad(tap: Callable, target_fn: TargetFn, layer: str, layer_shape: tuple[int, ...]):
     return jax.jit(functools.partial(target_and_layer_grad, tap, target_fn, layer=layer, layer_shape=layer_shape))
 
 
-@functools.cache
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _compiled_hvp(apply: Callable, target_fn: TargetFn):
     def hvp(params, x, v, aux):
         def grad_fn(x):

@@ -162,8 +162,8 @@ def _check_labels(model: Model, labels: Any, n: int, kind: str) -> jax.Array:
         raise ValueError("target 'loss' needs labels=: class indices (N,) or regression values (N,) / (N, K)")
     if kind == "ce":
         return _check_classes(model, labels, n)
-    arr = np.asarray(labels, dtype=np.float32)
-    if arr.shape[0] != n or arr.size != n * model.num_outputs:
+    arr = np.asarray(labels, dtype=np.float64 if jax.config.jax_enable_x64 else np.float32)
+    if arr.ndim == 0 or arr.shape[0] != n or arr.size != n * model.num_outputs:
         raise ValueError(
             f"expected {n} regression labels of shape ({n},) or ({n}, {model.num_outputs}), got {arr.shape}"
         )

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
 from flax import serialization
+
+from explain.io import atomic_write_bytes
 
 
 class CheckpointError(ValueError):
@@ -33,26 +33,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    # Write beside the target and rename, so a crash never leaves half a file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
 def save(path: Path, variables: Any, metadata: dict) -> dict:
     """Writes ``path`` (.msgpack) and its ``.json`` metadata atomically; returns the metadata written."""
     path = Path(path)
     host = jax.tree_util.tree_map(np.asarray, variables)
-    _atomic_write(path, serialization.msgpack_serialize(serialization.to_state_dict(host)))
+    atomic_write_bytes(path, serialization.msgpack_serialize(serialization.to_state_dict(host)))
     meta = {**metadata, "file": path.name, "sha256": sha256_file(path)}
-    _atomic_write(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
     return meta
 
 

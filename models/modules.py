@@ -50,7 +50,7 @@ class DenseBlock(nn.Module):
 
 
 class CNN(nn.Module):
-    """Conv blocks, each followed by a 2×2 max-pool, then global average pooling and a dense head.
+    """Conv blocks, each followed by a 2×2 max-pool, then global mean and max pooling (concatenated) and a dense head.
 
     ``(N, H, W, C) -> (N, num_classes)`` logits.
     """

@@ -74,3 +74,17 @@ def test_layer_names_follow_the_forward_pass_not_the_alphabet(key):
     m = Deep()
     model = explain.from_linen(m, m.init(key, jnp.zeros((1, 2))), input_shape=(2,))
     assert model.layer_names == ("fc1", "fc2", "fc10", "fc3")
+
+
+def test_shared_submodule_is_not_a_layer_and_cannot_be_tapped(key):
+    class Shared(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            d = nn.Dense(2, name="shared")
+            return nn.Dense(2, name="out")(d(d(x)))
+
+    m = Shared()
+    model = explain.from_linen(m, m.init(key, jnp.zeros((1, 2))), input_shape=(2,))
+    assert model.layer_names == ("out",)
+    with pytest.raises(ValueError, match="layer 'shared' is called more than once"):
+        model.tap(model.params, jnp.ones((1, 2)), {"shared": jnp.zeros((1, 2))})

@@ -70,3 +70,11 @@ def test_class_target_on_regression_model_is_refused(nnx_mlp):
         targets.resolve(reg, targets.loss(np.array([0, 1]), "ce"), 2)
     with pytest.raises(ValueError, match="output index 5 out of range"):
         targets.resolve(reg, targets.output(5), 2)
+
+
+def test_scalar_regression_labels_are_refused(nnx_mlp):
+    import dataclasses
+
+    reg = dataclasses.replace(nnx_mlp, output_kind="regression")
+    with pytest.raises(ValueError, match=r"expected 2 regression labels"):
+        targets.resolve(reg, "loss", 2, labels=1.0)
