@@ -65,6 +65,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--skip-methods", action="store_true")
+    p.add_argument("--only-all", action="store_true", help="only the interleaved target='all' ratio (section 1)")
+    p.add_argument("--repeats", type=int, default=15, help="interleaved rounds for the target='all' ratio")
     p.add_argument("--completeness", action="store_true", help="IG completeness on 256 images, adaptive steps")
     p.add_argument("--rss-child", nargs=2, type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -87,15 +89,18 @@ def main() -> None:
         ("vanilla_gradient", lambda t: vanilla_gradient(b, x, target=t).values),
         ("integrated_gradients(steps=16)", lambda t: integrated_gradients(b, x, target=t, steps=16).values),
     ]:
-        # interleaved, best of 15 each: the machine is shared, so single timings are noisy
+        # interleaved, best of --repeats each: the machine is shared, so single timings are noisy
         jax.block_until_ready((fn("all"), [fn(c) for c in range(k)]))
         t_all = t_one = float("inf")
-        for _ in range(15):
+        for _ in range(args.repeats):
             t_all = min(t_all, _timed(lambda fn=fn: fn("all"), repeats=1)[0])
             t_one = min(t_one, _timed(lambda fn=fn: [fn(c) for c in range(k)], repeats=1)[0])
         print(
             f"[all] {label}: target='all' {t_all:.3f} s vs {k} single calls {t_one:.3f} s -> ratio {t_all / t_one:.2f}"
         )
+
+    if args.only_all:
+        return None
 
     # 2. IG 300 steps, 32 images, peak RSS in a fresh process
     out = subprocess.run(

@@ -57,10 +57,17 @@ def normalize(m: np.ndarray, *, signed: bool = False, percentile: float = 99.0) 
     Absolute: ``|m| / P_p(|m|)`` clipped to [0, 1]. Signed: ``m / P_p(|m|)`` clipped
     to [-1, 1] and mapped to [0, 1] so that zero lands on 0.5, the centre of a
     diverging colormap. ``P_p`` is the ``percentile``-th percentile (PAIR: 99).
+
+    Raises:
+      ValueError: a NaN or inf in ``m`` (it has no colour; every drawing path normalises first).
     """
     if not 0 < percentile <= 100:
         raise ValueError(f"expected 0 < percentile <= 100, got {percentile}")
     m = np.asarray(m, np.float64)
+    if not np.isfinite(m).all():
+        # a NaN would become an out-of-range colour index; a diverged attribution must not look like an image
+        bad = int((~np.isfinite(m)).sum())
+        raise ValueError(f"expected a finite attribution map, got {bad} NaN/inf value(s) of {m.size}")
     mag = np.abs(m)
     vmax = float(np.percentile(mag, percentile))
     vmax = vmax if vmax > 0 else float(mag.max()) or 1.0  # all-zero or very sparse maps stay finite
@@ -81,8 +88,11 @@ def _lut(name: str) -> np.ndarray:
 
 
 def colorize(m: np.ndarray, cmap: str) -> np.ndarray:
-    """``(H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8 through a 256-entry lookup table."""
-    return _lut(cmap)[np.clip(np.round(np.asarray(m) * 255), 0, 255).astype(np.intp)]
+    """``(H, W)`` in [0, 1] -> ``(H, W, 3)`` uint8 through a 256-entry lookup table; NaN/inf raise ``ValueError``."""
+    m = np.asarray(m, np.float64)
+    if not np.isfinite(m).all():
+        raise ValueError(f"expected a finite map to colour, got {int((~np.isfinite(m)).sum())} NaN/inf value(s)")
+    return _lut(cmap)[np.clip(np.round(m * 255), 0, 255).astype(np.intp)]
 
 
 def _map2d(attribution: Any, reduce: Reduce | None, signed: bool) -> np.ndarray:

@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explain import gradients
+from explain import chunking, gradients
 from explain import targets as targets_lib
+
+# Generic checks moved to explain/checks.py; re-exported so `_common.check_*` keeps working.
+from explain.checks import (  # noqa: F401
+    check_choice,
+    check_float,
+    check_int,
+    check_key,
+    check_memory_budget,
+    check_optional_int,
+)
 from explain.model import Model, as_model
 from explain.targets import TargetFn
 
@@ -94,10 +104,44 @@ def grad_rows(apply: Callable, fn: TargetFn | None, params: Any, x: jax.Array, a
         t, g, _ = gradients.target_and_grad(apply, fn, params, x, aux)
         return g, t
     out, vjp = jax.vjp(lambda x: apply(params, x), x)
+    return all_classes_vjp(vjp, out), out
+
+
+def all_classes_vjp(vjp: Callable, out: jax.Array) -> jax.Array:
+    """``∂out_k/∂(input of vjp)`` for every class ``k``: ``(R, K, ...)`` from ``K`` vmapped backward passes.
+
+    ``vjp`` is the pullback of a function with outputs ``out (R, K)`` that
+    returns a single cotangent; one forward pass is shared by all classes.
+    """
     k = out.shape[1]
     cot = jnp.broadcast_to(jnp.eye(k, dtype=out.dtype)[:, None, :], (k, *out.shape))  # (K, R, K)
     (g,) = jax.vmap(vjp)(cot)  # (K, R, ...)
-    return jnp.moveaxis(g, 0, 1), out
+    return jnp.moveaxis(g, 0, 1)
+
+
+def grad_stack(
+    apply: Callable, fn: TargetFn | None, params: Any, pts: jax.Array, aux: Any
+) -> tuple[jax.Array, jax.Array]:
+    """Pure: :func:`grad_rows` of a stack of batches ``pts (c, N, ...)`` as ``c · N`` rows of one backward pass.
+
+    Returns ``(g (c, N, [K,] ...), t (c, N[, K]))``; ``aux`` is the per-sample
+    target data of one batch (tiled over the ``c`` copies).
+    """
+    c, n = pts.shape[:2]
+    g, t = grad_rows(apply, fn, params, pts.reshape((c * n, *pts.shape[2:])), tile_aux(aux, c))
+    return g.reshape((c, n, *g.shape[1:])), t.reshape((c, n, *t.shape[1:]))
+
+
+def values_stack(apply: Callable, fn: TargetFn | None, params: Any, pts: jax.Array, aux: Any) -> jax.Array:
+    """Pure: :func:`target_values` of ``pts (c, N, ...)`` as ``c · N`` rows: ``(c, N[, K])``."""
+    c, n = pts.shape[:2]
+    t = target_values(apply, fn, params, pts.reshape((c * n, *pts.shape[2:])), tile_aux(aux, c))
+    return t.reshape((c, n, *t.shape[1:]))
+
+
+def weighted_sum(w: jax.Array, a: jax.Array) -> jax.Array:
+    """``Σ_s w_s a_s`` over the leading (draw/step) axis; padded draws carry ``w_s = 0``."""
+    return jnp.tensordot(w.astype(a.dtype), a, axes=1)
 
 
 def target_values(apply: Callable, fn: TargetFn | None, params: Any, x: jax.Array, aux: Any) -> jax.Array:
@@ -118,59 +162,59 @@ def expand_like(v: jax.Array, g: jax.Array) -> jax.Array:
     return v[:, None] if g.ndim == v.ndim + 1 else v
 
 
+# Models without a tap expose no activation shapes; assume this many activations per input
+# feature (a conv net with 32-64 channels at input resolution over a few layers), so the
+# default chunk errs on the small side instead of assuming a linear model.
+_NO_TAP_ACTIVATIONS_PER_FEATURE = 64
+
+
 def rows_per_chunk(
-    model: Model, *, memory_budget: int | None, internal_batch_size: int | None, all_classes: bool
+    model: Model,
+    *,
+    memory_budget: int | None,
+    internal_batch_size: int | None,
+    all_classes: bool,
+    dtype: Any = jnp.float32,
 ) -> int:
     """How many model rows one compiled call may take.
 
     ``internal_batch_size`` (as Captum) wins; otherwise the budget divided by an
-    estimate of one row's working set: every tappable activation kept for the
-    backward pass (x3 for its cotangent and temporaries) plus the input (x4:
-    interpolated point, gradient, accumulators), times ``K`` for ``target="all"``.
+    estimate of one row's working set in ``dtype``: every tappable activation kept
+    for the backward pass (x3 for its cotangent and temporaries) plus the input
+    (x4: interpolated point, gradient, accumulators), times ``K`` for ``target="all"``.
+    A model without a tap is assumed to hold ``64`` activations per input feature.
     """
     if internal_batch_size is not None:
-        return internal_batch_size
-    itemsize = 4
-    acts = sum(math.prod(s) for s in model.layer_shapes.values())
-    per_row = itemsize * (3 * acts + 4 * math.prod(model.input_spec.shape))
+        return check_int("internal_batch_size", internal_batch_size)
+    budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else check_memory_budget(memory_budget)
+    itemsize = np.dtype(dtype).itemsize
+    features = math.prod(model.input_spec.shape)
+    shapes = model.layer_shapes if model.tap is not None else {}
+    acts = sum(math.prod(s) for s in shapes.values()) or _NO_TAP_ACTIVATIONS_PER_FEATURE * features
+    per_row = itemsize * (3 * acts + 4 * features)
     if all_classes:
         per_row *= model.num_outputs
-    return max(1, (memory_budget or DEFAULT_MEMORY_BUDGET) // per_row)
+    return max(1, budget // per_row)
+
+
+def map_rows(fn: Callable, x: jax.Array, aux: Any, *arrays: jax.Array, batch: int) -> Any:
+    """``fn(x_chunk, aux_chunk, *array_chunks)`` over chunks of ``batch`` samples, concatenated.
+
+    :func:`explain.chunking.map_batches` with the per-sample target data
+    ``aux`` sliced alongside (scalars pass through); every chunk has the same
+    shape, so a jitted ``fn`` compiles once.
+    """
+    idx = jnp.arange(x.shape[0])
+    return chunking.map_batches(lambda i, xc, *rest: fn(xc, take_aux(aux, i), *rest), idx, x, *arrays, batch=batch)
 
 
 # ----------------------------------------------------------------------------- checks (all before compilation)
 
 
-def check_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"expected {name} to be an int >= {minimum}, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"expected {name} >= {minimum}, got {value}")
-    return int(value)
-
-
-def check_float(name: str, value: Any, *, minimum: float = 0.0, maximum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"expected {name} to be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < minimum or (maximum is not None and value > maximum):
-        hi = "" if maximum is None else f" and <= {maximum:g}"
-        raise ValueError(f"expected {name} >= {minimum:g}{hi}, got {value:g}")
-    return value
-
-
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; expected one of {list(choices)}")
-    return value
-
-
-def check_key(key: Any, *, what: str) -> jax.Array:
-    if key is None:
-        raise ValueError(f"{what} is random: pass an explicit key=jax.random.key(seed)")
-    if not isinstance(key, jax.Array):
-        raise TypeError(f"expected key to be a jax.random.key, got {type(key).__name__}")
-    return key
+def check_chunking(internal_batch_size: Any, memory_budget: Any) -> None:
+    """Validates the two chunking options every batched method takes."""
+    check_optional_int("internal_batch_size", internal_batch_size)
+    check_memory_budget(memory_budget)
 
 
 def check_image(model: Model, *, what: str) -> tuple[int, int, int]:

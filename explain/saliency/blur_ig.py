@@ -5,8 +5,11 @@ With ``x_σ`` the Gaussian blur of ``x`` with std ``σ`` (``x_0 = x``):
     BlurIG(x) = ∫_{σ_max}^{0} ∇F(x_σ) ⊙ ∂x_σ/∂σ dσ ≈ -Σ_k Δσ_k · ∂x_σ/∂σ|_{σ_k} ⊙ ∇F(x_{σ_k})
 
 so ``Σ BlurIG ≈ F(x) - F(x_{σ_max})`` (reported as ``convergence_delta``).
-Following PAIR, ``σ_k = σ_max · k / steps`` (or spaced by ``sqrt``) with a left
-Riemann sum; unlike PAIR, ``∂x_σ/∂σ`` is exact (``jax.jvp`` of the blur) rather than
+Following PAIR, ``σ_k = σ_max · k / steps`` with a left Riemann sum. With
+``sqrt=True`` our grid is ``σ_k = σ_max · sqrt(k / steps)`` (denser near the sharp
+image, ending at ``σ_max``); PAIR's ``sqrt`` option uses ``sqrt(σ_max · k / steps)``,
+which ends at ``sqrt(σ_max)``, i.e. a much less blurred start, so the two differ
+unless ``max_sigma = 1``; unlike PAIR, ``∂x_σ/∂σ`` is exact (``jax.jvp`` of the blur) rather than
 a finite difference with ``grad_step``. No baseline is needed, and the path adds
 no information absent from ``x`` (only removes it), which is the paper's point.
 Steps are chunked as in Integrated Gradients.
@@ -29,7 +32,7 @@ from explain import chunking
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
-from explain.saliency.integrated import _endpoints, gaussian_blur
+from explain.saliency.integrated import endpoints, gaussian_blur
 from explain.targets import TargetFn
 
 
@@ -39,12 +42,10 @@ def _blur_chunk(apply: Callable, fn: TargetFn | None):
 
     def chunk(params, x, aux, nodes, mask):
         sig, dsig = nodes[:, 0], nodes[:, 1] * mask  # (c,)
-        c, n = sig.shape[0], x.shape[0]
         xs, dxs = jax.vmap(lambda s: jax.jvp(lambda s: gaussian_blur(x, s), (s,), (jnp.ones_like(s),)))(sig)
-        g, _ = common.grad_rows(apply, fn, params, xs.reshape((c * n, *x.shape[1:])), common.tile_aux(aux, c))
-        g = g.reshape((c, n, *g.shape[1:]))
+        g, _ = common.grad_stack(apply, fn, params, xs, aux)  # (c, N, [K,] ...)
         dxs = dxs[:, :, None] if g.ndim == dxs.ndim + 1 else dxs
-        return -jnp.tensordot(dsig.astype(g.dtype), dxs * g, axes=1)
+        return -common.weighted_sum(dsig, dxs * g)
 
     return jax.jit(chunk)
 
@@ -69,7 +70,10 @@ def blur_integrated_gradients(
       target: see :mod:`explain.targets`, or ``"all"``.
       max_sigma: blur std (pixels) at the path's start, ``> 0``.
       steps: ``>= 1`` Riemann steps in σ.
-      sqrt: space σ like ``sqrt`` (denser near the sharp image), as PAIR's option.
+      sqrt: ``σ_k = max_sigma · sqrt(k / steps)`` (denser near the sharp image). Unlike PAIR's
+        ``sqrt`` (``sqrt(max_sigma · k / steps)``, ending at ``sqrt(max_sigma)``) the path still
+        starts at ``max_sigma``.
+      internal_batch_size, memory_budget: as :func:`explain.saliency.integrated.integrated_gradients`.
 
     Returns:
       :class:`Attribution` shaped like ``x`` with ``convergence_delta`` and ``steps``.
@@ -79,18 +83,21 @@ def blur_integrated_gradients(
     if max_sigma == 0:
         raise ValueError("expected max_sigma > 0, got 0")
     steps = common.check_int("steps", steps)
-    if internal_batch_size is not None:
-        common.check_int("internal_batch_size", internal_batch_size)
+    common.check_chunking(internal_batch_size, memory_budget)
     r = common.resolve(model, x, target, labels)
     rows = common.rows_per_chunk(
-        r.model, memory_budget=memory_budget, internal_batch_size=internal_batch_size, all_classes=r.fn is None
+        r.model,
+        memory_budget=memory_budget,
+        internal_batch_size=internal_batch_size,
+        all_classes=r.fn is None,
+        dtype=r.x.dtype,
     )
     grid = np.sqrt(np.linspace(0.0, max_sigma**2, steps + 1)) if sqrt else np.linspace(0.0, max_sigma, steps + 1)
     nodes = jnp.asarray(np.stack([grid[:-1], np.diff(grid)], axis=1), r.x.dtype)  # (steps, 2): σ_k, Δσ_k
     run = functools.partial(_blur_chunk(r.model.apply, r.fn), r.model.params, r.x, r.aux)
     values = chunking.accumulate(run, nodes, max(1, rows // r.x.shape[0]))
     blurred = gaussian_blur(r.x, max_sigma)
-    diff = _endpoints(r.model.apply, r.fn)(r.model.params, r.x, blurred, r.aux)
+    diff = endpoints(r.model.apply, r.fn)(r.model.params, r.x, blurred, r.aux)
     delta = values.reshape((*diff.shape, -1)).sum(-1) - diff
     n_steps = jnp.full((r.x.shape[0],), steps, jnp.int32)
     return Attribution(values, "blur_ig", r.name, convergence_delta=delta, steps=n_steps)

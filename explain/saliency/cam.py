@@ -23,6 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from explain import gradients
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency import guided as guided_lib
@@ -55,24 +56,25 @@ def _check_layer(model: Model, layer: str | None) -> str:
     return layer
 
 
+def _layer_grad_all(tap: Callable, params: Any, x: jax.Array, layer: str, layer_shape: tuple[int, ...]):
+    """``(h_l (N, 1, h', w', c'), ∂out_k/∂h_l (N, K, h', w', c'))``: K backward passes sharing one forward pass."""
+
+    def f(delta):
+        out, acts = tap(params, x, {layer: delta})
+        return out, acts[layer]
+
+    out, vjp, act = jax.vjp(f, jnp.zeros((x.shape[0], *layer_shape), x.dtype), has_aux=True)
+    return act[:, None], common.all_classes_vjp(vjp, out)
+
+
 @functools.cache
 def _compiled_cam(tap: Callable, fn: TargetFn | None, layer: str, layer_shape: tuple[int, ...]):
     def run(params, x, aux):
-        n, h, w = x.shape[:3]
-
-        def f(delta):
-            out, acts = tap(params, x, {layer: delta})
-            return out, acts[layer]
-
-        out, vjp, act = jax.vjp(f, jnp.zeros((n, *layer_shape), x.dtype), has_aux=True)
-        if fn is None:  # every class: K backward passes sharing one forward pass
-            k = out.shape[1]
-            cot = jnp.broadcast_to(jnp.eye(k, dtype=out.dtype)[:, None, :], (k, *out.shape))
-            g = jnp.moveaxis(jax.vmap(vjp)(cot)[0], 0, 1)  # (N, K, h', w', c')
-            act = act[:, None]
+        h, w = x.shape[1:3]
+        if fn is None:
+            act, g = _layer_grad_all(tap, params, x, layer, layer_shape)
         else:
-            _, fvjp = jax.vjp(lambda o: fn(o, aux), out)
-            (g,) = vjp(fvjp(jnp.ones((n,), out.dtype))[0])  # (N, h', w', c')
+            _, act, g, _ = gradients.target_and_layer_grad(tap, fn, params, x, aux, layer, layer_shape)
         alpha = g.mean(axis=(-3, -2), keepdims=True)  # (..., 1, 1, c')
         cam = jax.nn.relu((alpha * act).sum(-1))  # (N, [K,] h', w')
         up = jax.image.resize(cam, (*cam.shape[:-2], h, w), "bilinear")
@@ -81,13 +83,30 @@ def _compiled_cam(tap: Callable, fn: TargetFn | None, layer: str, layer_shape: t
     return jax.jit(run)
 
 
-def _cam_values(r: common.Resolved, layer: str) -> jax.Array:
-    run = _compiled_cam(r.model.tap, r.fn, layer, r.model.layer_shapes[layer])
-    return run(r.model.params, r.x, r.aux)
+def _cam_values(
+    r: common.Resolved, layer: str, *, internal_batch_size: int | None = None, memory_budget: int | None = None
+) -> jax.Array:
+    """The upsampled CAM of a resolved batch, in chunks of samples bounded like every other method."""
+    rows = common.rows_per_chunk(
+        r.model,
+        memory_budget=memory_budget,
+        internal_batch_size=internal_batch_size,
+        all_classes=r.fn is None,
+        dtype=r.x.dtype,
+    )
+    run = functools.partial(_compiled_cam(r.model.tap, r.fn, layer, r.model.layer_shapes[layer]), r.model.params)
+    return common.map_rows(run, r.x, r.aux, batch=rows)
 
 
 def grad_cam(
-    model: Model | Any, x: Any, *, target: Any = None, labels: Any = None, layer: str | None = None
+    model: Model | Any,
+    x: Any,
+    *,
+    target: Any = None,
+    labels: Any = None,
+    layer: str | None = None,
+    internal_batch_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> Attribution:
     """Grad-CAM of ``layer`` (default :func:`default_layer`), upsampled to the input size.
 
@@ -96,6 +115,8 @@ def grad_cam(
       x: ``(N, H, W, C)``.
       target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, H, W, C)``).
       layer: a name in ``model.layer_names`` with ``(h, w, c)`` activations.
+      internal_batch_size: samples per compiled call; default from ``memory_budget`` (bytes, default
+        256 MiB; ``target="all"`` counts ``K`` backward passes per sample).
 
     Returns:
       :class:`Attribution` shaped like ``x`` (the map repeated over channels), ``>= 0``.
@@ -104,16 +125,28 @@ def grad_cam(
       ValueError: unknown layer (naming the known ones), a non-spatial layer, a non-image model.
     """
     layer = _check_layer(as_model(model), layer)
+    common.check_chunking(internal_batch_size, memory_budget)
     r = common.resolve(model, x, target, labels)
-    return Attribution(_cam_values(r, layer), f"grad_cam[{layer}]", r.name)
+    values = _cam_values(r, layer, internal_batch_size=internal_batch_size, memory_budget=memory_budget)
+    return Attribution(values, f"grad_cam[{layer}]", r.name)
 
 
 def guided_grad_cam(
-    model: Model | Any, x: Any, *, target: Any = None, labels: Any = None, layer: str | None = None
+    model: Model | Any,
+    x: Any,
+    *,
+    target: Any = None,
+    labels: Any = None,
+    layer: str | None = None,
+    internal_batch_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> Attribution:
-    """Guided Grad-CAM: Guided Backprop ⊙ the upsampled Grad-CAM. Args as :func:`grad_cam`."""
+    """Guided Grad-CAM: Guided Backprop ⊙ the upsampled Grad-CAM. Args as :func:`grad_cam`
+    (the chunking options bound the Grad-CAM part)."""
     layer = _check_layer(as_model(model), layer)
+    common.check_chunking(internal_batch_size, memory_budget)
     r = common.resolve(model, x, target, labels, freeze=False)
     r = common.freeze_pred(guided_lib._check_relus(r))  # one resolution: both maps explain the same class
     gb = guided_lib.modified_backprop_values(r, "guided")
-    return Attribution(gb * _cam_values(r, layer), f"guided_grad_cam[{layer}]", r.name)
+    cam = _cam_values(r, layer, internal_batch_size=internal_batch_size, memory_budget=memory_budget)
+    return Attribution(gb * cam, f"guided_grad_cam[{layer}]", r.name)

@@ -6,7 +6,8 @@ With baselines ``b`` drawn from a reference set ``R`` and ``α ~ U(0, 1)``:
 
 a Monte-Carlo estimate of IG averaged over the baseline distribution, whose
 completeness is ``Σ EG = F(x) - E_b F(b)`` (reported as ``convergence_delta``
-against the drawn baselines). GradientSHAP (Captum) is the same estimator with
+against the drawn baselines and, with ``stdevs > 0``, the drawn noisy inputs:
+``Σ EG - mean_s (F(x_s) - F(b_s))``). GradientSHAP (Captum) is the same estimator with
 optional Gaussian noise on ``x`` (``stdevs``) and Captum's defaults.
 
 Draw ``s`` uses ``jax.random.fold_in(key, s)``, so results do not depend on
@@ -36,7 +37,8 @@ from explain.targets import TargetFn
 
 @functools.cache
 def _draw_chunk(apply: Callable, fn: TargetFn | None):
-    """Jitted ``(Σ_s m_s (x_s - b_s) ⊙ ∇F(b_s + α_s (x_s - b_s)), Σ_s m_s F(b_s))`` over a chunk of draws."""
+    """Jitted ``(Σ_s m_s (x_s - b_s) ⊙ ∇F(b_s + α_s (x_s - b_s)), Σ_s m_s F(b_s), Σ_s m_s F(x_s))`` over a
+    chunk of draws, ``x_s`` the (noisy) input of draw ``s``."""
 
     def chunk(params, x, refs, stdev, aux, key, idx, mask):
         c, n = idx.shape[0], x.shape[0]
@@ -49,14 +51,11 @@ def _draw_chunk(apply: Callable, fn: TargetFn | None):
             return b, alpha, xn
 
         b, alpha, xn = jax.vmap(draw)(idx)  # (c, N, ...) each
-        rows = lambda a: a.reshape((c * n, *x.shape[1:]))  # noqa: E731
-        g, _ = common.grad_rows(apply, fn, params, rows(b + alpha * (xn - b)), common.tile_aux(aux, c))
-        g = g.reshape((c, n, *g.shape[1:]))
+        g, _ = common.grad_stack(apply, fn, params, b + alpha * (xn - b), aux)
         diff = xn - b
         attr = (diff[:, :, None] if g.ndim == diff.ndim + 1 else diff) * g
-        fb = common.target_values(apply, fn, params, rows(b), common.tile_aux(aux, c))
-        w = mask.astype(x.dtype)
-        return jnp.tensordot(w, attr, axes=1), jnp.tensordot(w, fb.reshape((c, n, *fb.shape[1:])), axes=1)
+        ends = common.values_stack(apply, fn, params, jnp.concatenate([b, xn]), aux)  # (2c, N[, K]): F(b), F(x_s)
+        return common.weighted_sum(mask, attr), common.weighted_sum(mask, ends[:c]), common.weighted_sum(mask, ends[c:])
 
     return jax.jit(chunk)
 
@@ -85,31 +84,36 @@ def expected_gradients(
       n_samples: draws (baseline, α) per input (default 50).
       stdevs: std of Gaussian noise added to ``x`` per draw (GradientSHAP; default 0).
       internal_batch_size: model rows (draws × inputs) per compiled call; default from ``memory_budget``.
+      memory_budget: bytes of working set per compiled call (default 256 MiB).
 
     Returns:
-      :class:`Attribution` shaped like ``x``; ``convergence_delta = Σ values - (F(x) - mean_s F(b_s))``.
+      :class:`Attribution` shaped like ``x``; ``convergence_delta = Σ values - mean_s (F(x_s) - F(b_s))``,
+      ``x_s`` the noisy input of draw ``s`` (``x`` itself when ``stdevs = 0``).
 
     Raises:
       ValueError: references of the wrong shape, ``n_samples < 1``, ``stdevs < 0``, missing key.
     """
     n_samples = common.check_int("n_samples", n_samples)
     stdevs = common.check_float("stdevs", stdevs)
-    if internal_batch_size is not None:
-        common.check_int("internal_batch_size", internal_batch_size)
+    common.check_chunking(internal_batch_size, memory_budget)
     key = common.check_key(key, what="Expected Gradients")
     r = common.resolve(model, x, target, labels, freeze=False)
     refs = r.model.input_spec.validate(references, name="references", check_range=False)
     r = common.freeze_pred(r)
     rows = common.rows_per_chunk(
-        r.model, memory_budget=memory_budget, internal_batch_size=internal_batch_size, all_classes=r.fn is None
+        r.model,
+        memory_budget=memory_budget,
+        internal_batch_size=internal_batch_size,
+        all_classes=r.fn is None,
+        dtype=r.x.dtype,
     )
     run = functools.partial(
         _draw_chunk(r.model.apply, r.fn), r.model.params, r.x, refs.astype(r.x.dtype), stdevs, r.aux, key
     )
-    s_attr, s_fb = chunking.accumulate(run, jnp.arange(n_samples, dtype=jnp.int32), max(1, rows // r.x.shape[0]))
+    # Each draw's rows run 3 forward passes (the interpolated point, b_s, x_s), 1 backward.
+    s_attr, s_fb, s_fx = chunking.accumulate(run, jnp.arange(n_samples, dtype=jnp.int32), max(1, rows // r.x.shape[0]))
     values = s_attr / n_samples
-    fx = common.target_values(r.model.apply, r.fn, r.model.params, r.x, r.aux)
-    delta = values.reshape((*fx.shape, -1)).sum(-1) - (fx - s_fb / n_samples)
+    delta = values.reshape((*s_fx.shape, -1)).sum(-1) - (s_fx - s_fb) / n_samples
     steps = jnp.full((r.x.shape[0],), n_samples, jnp.int32)
     return Attribution(values, "expected_gradients", r.name, convergence_delta=delta, steps=steps)
 

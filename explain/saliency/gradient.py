@@ -41,7 +41,7 @@ def batched_gradient(
 ) -> jax.Array:
     """``∂F/∂x`` (optionally ``⊙ x``, optionally ``|·|``) of a resolved batch, chunked by the memory budget."""
     rows = common.rows_per_chunk(
-        r.model, memory_budget=memory_budget, internal_batch_size=None, all_classes=r.fn is None
+        r.model, memory_budget=memory_budget, internal_batch_size=None, all_classes=r.fn is None, dtype=r.x.dtype
     )
     run = _compiled(r.model.apply, r.fn, times_input, absolute)
     if r.aux is None or not getattr(r.aux, "ndim", 0):
@@ -73,6 +73,7 @@ def vanilla_gradient(
     Example:
       >>> vanilla_gradient(m, x, target=3).values.shape == x.shape
     """
+    common.check_memory_budget(memory_budget)
     r = common.resolve(model, x, target, labels)
     g = batched_gradient(r, absolute=absolute, memory_budget=memory_budget)
     return Attribution(g, "gradient_abs" if absolute else "gradient", r.name)
@@ -85,5 +86,6 @@ def gradient_x_input(
 
     Args and returns as :func:`vanilla_gradient`.
     """
+    common.check_memory_budget(memory_budget)
     r = common.resolve(model, x, target, labels)
     return Attribution(batched_gradient(r, times_input=True, memory_budget=memory_budget), "gradient_x_input", r.name)

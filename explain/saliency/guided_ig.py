@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from explain.model import Model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
-from explain.saliency.integrated import BaselineKind, _endpoints, make_baseline
+from explain.saliency.integrated import BaselineKind, endpoints, make_baseline
 from explain.targets import TargetFn
 
 _EPS = 1e-9  # PAIR's EPSILON for "l1 target reached"
@@ -106,6 +106,8 @@ def guided_integrated_gradients(
     fraction: float = 0.25,
     max_dist: float = 0.02,
     key: jax.Array | None = None,
+    internal_batch_size: int | None = None,
+    memory_budget: int | None = None,
 ) -> Attribution:
     """Guided IG (module docstring has the algorithm); defaults as PAIR.
 
@@ -118,6 +120,9 @@ def guided_integrated_gradients(
       fraction: in (0, 1], share of features moved per selection round.
       max_dist: in [0, 1], how far (in α) a feature may deviate from the straight path.
       key: only for ``baseline="uniform"``.
+      internal_batch_size: samples per compiled call (each step is one backward pass over them);
+        default from ``memory_budget`` (bytes, default 256 MiB). Samples are independent, so
+        chunking does not change the result.
 
     Returns:
       :class:`Attribution` shaped like ``x`` with ``convergence_delta`` and ``steps``.
@@ -127,11 +132,20 @@ def guided_integrated_gradients(
     if fraction == 0:
         raise ValueError("expected fraction in (0, 1], got 0")
     max_dist = common.check_float("max_dist", max_dist, maximum=1.0)
+    common.check_chunking(internal_batch_size, memory_budget)
     r = common.resolve(model, x, target, labels, allow_all=False, freeze=False)
     base = make_baseline(r.model, r.x, baseline, key=key)
     r = common.freeze_pred(r)
-    run = _compiled(r.model.apply, r.fn, fraction, max_dist)
-    values = run(r.model.params, r.x, base, r.aux, jnp.asarray(steps, jnp.int32))
-    delta = values.reshape(r.x.shape[0], -1).sum(-1) - _endpoints(r.model.apply, r.fn)(r.model.params, r.x, base, r.aux)
+    rows = common.rows_per_chunk(
+        r.model,
+        memory_budget=memory_budget,
+        internal_batch_size=internal_batch_size,
+        all_classes=False,
+        dtype=r.x.dtype,
+    )
+    run = functools.partial(_compiled(r.model.apply, r.fn, fraction, max_dist), r.model.params)
+    n_steps = jnp.asarray(steps, jnp.int32)
+    values = common.map_rows(lambda xc, aux, bc: run(xc, bc, aux, n_steps), r.x, r.aux, base, batch=rows)
+    delta = values.reshape(r.x.shape[0], -1).sum(-1) - endpoints(r.model.apply, r.fn)(r.model.params, r.x, base, r.aux)
     n_steps = jnp.full((r.x.shape[0],), steps, jnp.int32)
     return Attribution(values, "guided_ig", r.name, convergence_delta=delta, steps=n_steps)

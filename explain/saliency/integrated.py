@@ -148,18 +148,15 @@ def _path_chunk(apply: Callable, fn: TargetFn | None):
 
     def chunk(params, x, baseline, aux, nodes, mask):
         alphas, w = nodes[:, 0], nodes[:, 1] * mask  # (c,), (c,)
-        c, n = alphas.shape[0], x.shape[0]
-        a = alphas.reshape((c,) + (1,) * x.ndim).astype(x.dtype)
-        pts = baseline[None] + a * (x - baseline)[None]  # (c, N, ...)
-        g, _ = common.grad_rows(apply, fn, params, pts.reshape((c * n, *x.shape[1:])), common.tile_aux(aux, c))
-        g = g.reshape((c, n, *g.shape[1:]))  # (c, N, [K,] ...)
-        return jnp.tensordot(w.astype(g.dtype), g, axes=1)
+        a = alphas.reshape((alphas.shape[0],) + (1,) * x.ndim).astype(x.dtype)
+        g, _ = common.grad_stack(apply, fn, params, baseline[None] + a * (x - baseline)[None], aux)  # (c, N, [K,] ...)
+        return common.weighted_sum(w, g)
 
     return jax.jit(chunk)
 
 
 @functools.cache
-def _endpoints(apply: Callable, fn: TargetFn | None):
+def endpoints(apply: Callable, fn: TargetFn | None):
     """Jitted ``F(x) - F(x')``: ``(N,)`` or ``(N, K)``."""
 
     def run(params, x, baseline, aux):
@@ -171,16 +168,21 @@ def _endpoints(apply: Callable, fn: TargetFn | None):
 
 
 def path_integral(
-    r: common.Resolved, baseline: jax.Array, alphas: np.ndarray, weights: np.ndarray, rows: int
+    r: common.Resolved, baseline: jax.Array, alphas: np.ndarray, weights: np.ndarray, per_chunk: int
 ) -> tuple[jax.Array, jax.Array]:
-    """``(IG values, convergence delta)`` for nodes/weights, ``rows`` model rows per compiled call."""
+    """``(IG values, convergence delta)`` for nodes/weights, ``per_chunk`` steps (× N rows) per compiled call.
+
+    The chunk is clamped to the number of steps by :func:`explain.chunking.accumulate`,
+    so callers that must not recompile keep ``per_chunk <= len(alphas)``.
+    """
     x = r.x
-    per_chunk = max(1, rows // x.shape[0])  # steps per compiled call
-    nodes = jnp.asarray(np.stack([alphas, weights], axis=1), x.dtype)  # (S, 2)
+    # Host array: slicing it per chunk costs no device op, so a new step count compiles nothing but
+    # (at most) the one chunk shape.
+    nodes = np.stack([alphas, weights], axis=1).astype(np.dtype(x.dtype))  # (S, 2)
     run = functools.partial(_path_chunk(r.model.apply, r.fn), r.model.params, x, baseline, r.aux)
     avg_grad = chunking.accumulate(run, nodes, per_chunk)
     values = common.expand_like(x - baseline, avg_grad) * avg_grad
-    diff = _endpoints(r.model.apply, r.fn)(r.model.params, x, baseline, r.aux)
+    diff = endpoints(r.model.apply, r.fn)(r.model.params, x, baseline, r.aux)
     delta = values.reshape(values.shape[: diff.ndim] + (-1,)).sum(-1) - diff
     return values, delta
 
@@ -240,16 +242,19 @@ def integrated_gradients(
       Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017.
     """
     rule, steps = check_rule(rule, steps)
-    if internal_batch_size is not None:
-        common.check_int("internal_batch_size", internal_batch_size)
+    common.check_chunking(internal_batch_size, memory_budget)
     r = common.resolve(model, x, target, labels, freeze=False)
     base = make_baseline(r.model, r.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
     r = common.freeze_pred(r)
     rows = common.rows_per_chunk(
-        r.model, memory_budget=memory_budget, internal_batch_size=internal_batch_size, all_classes=r.fn is None
+        r.model,
+        memory_budget=memory_budget,
+        internal_batch_size=internal_batch_size,
+        all_classes=r.fn is None,
+        dtype=r.x.dtype,
     )
     alphas, weights = quadrature(rule, steps)
-    values, delta = path_integral(r, base, alphas, weights, rows)
+    values, delta = path_integral(r, base, alphas, weights, max(1, rows // r.x.shape[0]))
     n_steps = jnp.full((r.x.shape[0],), steps, jnp.int32)
     return Attribution(values, "integrated_gradients", r.name, convergence_delta=delta, steps=n_steps)
 
@@ -281,6 +286,8 @@ def integrated_gradients_adaptive(
     Args:
       tolerance: ``> 0``; see above.
       start_steps, max_steps: ``1 <= start_steps <= max_steps``.
+      internal_batch_size: model rows per compiled call; the steps per call are fixed once
+        (:func:`adaptive_chunk`) and sub-batches padded, so doubling does not recompile.
       (others as :func:`integrated_gradients`; ``target="all"`` is not supported)
 
     Returns:
@@ -292,32 +299,62 @@ def integrated_gradients_adaptive(
         raise ValueError("expected tolerance > 0, got 0")
     rule, start_steps = check_rule(rule, start_steps)
     max_steps = common.check_int("max_steps", max_steps, minimum=start_steps)
+    common.check_chunking(internal_batch_size, memory_budget)
     r = common.resolve(model, x, target, labels, allow_all=False, freeze=False)
     base = make_baseline(r.model, r.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
     r = common.freeze_pred(r)
-    rows = common.rows_per_chunk(
-        r.model, memory_budget=memory_budget, internal_batch_size=internal_batch_size, all_classes=False
-    )
-    scale = 1.0 + jnp.abs(_endpoints(r.model.apply, r.fn)(r.model.params, r.x, base, r.aux))
     n = r.x.shape[0]
-    values, delta = jnp.zeros_like(r.x), jnp.zeros((n,), r.x.dtype)
+    rows = common.rows_per_chunk(
+        r.model,
+        memory_budget=memory_budget,
+        internal_batch_size=internal_batch_size,
+        all_classes=False,
+        dtype=r.x.dtype,
+    )
+    per_chunk = adaptive_chunk(max(1, rows // n), start_steps)
+    scale = 1.0 + np.abs(np.asarray(endpoints(r.model.apply, r.fn)(r.model.params, r.x, base, r.aux)))
+    values, delta = np.zeros(r.x.shape, r.x.dtype), np.zeros((n,), r.x.dtype)
     used = np.zeros((n,), np.int32)
     todo = np.arange(n)
     steps = start_steps
     while todo.size:
-        # Only unconverged samples are recomputed, padded to a power of two (repeating the first)
-        # so that at most log2(N) batch shapes are ever compiled.
-        idx = np.concatenate([todo, np.full(min(n, 1 << (todo.size - 1).bit_length()) - todo.size, todo[0])])
+        # Only unconverged samples are recomputed, padded (repeating the first) to a bucket size, and
+        # every round uses the same steps per call, so the compiled shapes are (bucket, per_chunk):
+        # at most 1 + log2(N / _MIN_BUCKET) of them however many times the steps double.
+        idx = np.concatenate([todo, np.full(_bucket(todo.size, n) - todo.size, todo[0])])
         sub = common.Resolved(r.model, r.x[idx], r.fn, common.take_aux(r.aux, idx), r.name)
-        v, d = path_integral(sub, base[idx], *quadrature(rule, steps), rows)
-        v, d = v[: todo.size], d[: todo.size]
-        values, delta = values.at[todo].set(v), delta.at[todo].set(d)
-        used[todo] = steps
-        ok = np.asarray(jnp.abs(d) <= tolerance * scale[todo])
-        todo = todo[~ok]
+        v, d = path_integral(sub, base[idx], *quadrature(rule, steps), per_chunk)
+        v, d = np.asarray(v)[: todo.size], np.asarray(d)[: todo.size]
+        values[todo], delta[todo], used[todo] = v, d, steps
+        todo = todo[np.abs(d) > tolerance * scale[todo]]
         if steps >= max_steps:
             break
         steps = min(2 * steps, max_steps)
     return Attribution(
-        values, "integrated_gradients_adaptive", r.name, convergence_delta=delta, steps=jnp.asarray(used)
+        jnp.asarray(values),
+        "integrated_gradients_adaptive",
+        r.name,
+        convergence_delta=jnp.asarray(delta),
+        steps=jnp.asarray(used),
     )
+
+
+_MIN_BUCKET = 8  # below this many samples a compile costs more than the padded rows
+
+
+def _bucket(todo: int, n: int) -> int:
+    """Padded sub-batch size for ``todo`` of ``n`` samples: the next power of two, at least ``min(n, 8)``."""
+    return min(n, max(_MIN_BUCKET, 1 << (todo - 1).bit_length()))
+
+
+def adaptive_chunk(cap: int, start_steps: int) -> int:
+    """Steps per compiled call for every round of the adaptive loop, fixed once.
+
+    At most ``start_steps`` (so :func:`explain.chunking.accumulate` never clamps it
+    and the chunk shape never changes) and at most ``cap`` (the memory bound). The
+    largest divisor of ``start_steps`` within that is preferred, since it divides
+    every doubled step count and no chunk is padded, unless it is under half the cap.
+    """
+    cap = max(1, min(cap, start_steps))
+    divisor = max(d for d in range(1, cap + 1) if start_steps % d == 0)
+    return divisor if 2 * divisor >= cap else cap

@@ -75,11 +75,10 @@ def _occlusion_chunk(apply: Callable, fn: TargetFn | None):
     """Jitted ``Σ_k m_k (F(x) - F(x_k)) ⊗ mask_k`` over one chunk of windows."""
 
     def chunk(params, x, fx, value, aux, masks, weights):
-        c, n = masks.shape[0], x.shape[0]
+        c = masks.shape[0]
         mk = masks[:, None].astype(x.dtype)  # (c, 1, ...)
-        xs = x[None] * (1 - mk) + value * mk  # (c, N, ...)
-        t = common.target_values(apply, fn, params, xs.reshape((c * n, *x.shape[1:])), common.tile_aux(aux, c))
-        drop = (fx[None] - t.reshape((c, n, *t.shape[1:]))) * weights.reshape((c,) + (1,) * (t.ndim))  # (c, N, [K])
+        t = common.values_stack(apply, fn, params, x[None] * (1 - mk) + value * mk, aux)  # (c, N, [K])
+        drop = (fx[None] - t) * weights.reshape((c,) + (1,) * (t.ndim - 1))
         mflat = mk[:, 0].reshape(c, -1)  # (c, D)
         out = jnp.einsum("cn...,cd->n...d", drop, mflat)  # (N, [K,] D)
         return out.reshape((*out.shape[:-1], *x.shape[1:]))
@@ -110,12 +109,14 @@ def occlusion(
       strides: step per axis (default half the window, at least 1).
       baseline_value: the value occluded features take (default 0, as Captum).
       internal_batch_size: model rows (windows × samples) per compiled call.
+      memory_budget: bytes of working set per compiled call (default 256 MiB).
 
     Returns:
       :class:`Attribution` shaped like ``x``.
 
     Raises:
-      ValueError: a window or stride that does not fit the input, steps < 1.
+      ValueError / TypeError: a window or stride that is not a positive int per axis or does not fit the
+      input, a non-finite ``baseline_value``, a bad ``internal_batch_size`` or ``memory_budget``.
     """
     m = as_model(model)
     shape = m.input_spec.shape
@@ -126,12 +127,15 @@ def occlusion(
         half = (*half[:2], shape[2])
     strides = _box("strides", strides, shape, half)
     value = common.check_float("baseline_value", baseline_value, minimum=-np.inf)
-    if internal_batch_size is not None:
-        common.check_int("internal_batch_size", internal_batch_size)
+    common.check_chunking(internal_batch_size, memory_budget)
     r = common.resolve(m, x, target, labels)
     masks = window_masks(shape, window, strides)
     rows = common.rows_per_chunk(
-        r.model, memory_budget=memory_budget, internal_batch_size=internal_batch_size, all_classes=False
+        r.model,
+        memory_budget=memory_budget,
+        internal_batch_size=internal_batch_size,
+        all_classes=False,
+        dtype=r.x.dtype,
     )
     fx = common.compiled_forward(r.model.apply)(r.model.params, r.x)
     fx = fx if r.fn is None else r.fn(fx, r.aux)

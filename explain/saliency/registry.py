@@ -9,6 +9,8 @@ and whether it needs a PRNG key or a reference set.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,11 +45,21 @@ METHODS: dict[str, MethodInfo] = {
     "smoothgrad_sq": MethodInfo(smooth.smoothgrad_sq, {"n_samples": 25, "noise_level": 0.15}, False, needs_key=True),
     "vargrad": MethodInfo(smooth.vargrad, {"n_samples": 25, "noise_level": 0.15}, False, needs_key=True),
     "integrated_gradients": MethodInfo(
-        integrated.integrated_gradients, {"steps": 50, "rule": "gauss_legendre", "baseline": "zero"}, True
+        integrated.integrated_gradients,
+        {"steps": 50, "rule": "gauss_legendre", "baseline": "zero", "baseline_value": None, "blur_sigma": None},
+        True,
     ),
     "integrated_gradients_adaptive": MethodInfo(
         integrated.integrated_gradients_adaptive,
-        {"tolerance": 1e-3, "start_steps": 16, "max_steps": 4096, "rule": "gauss_legendre", "baseline": "zero"},
+        {
+            "tolerance": 1e-3,
+            "start_steps": 16,
+            "max_steps": 4096,
+            "rule": "gauss_legendre",
+            "baseline": "zero",
+            "baseline_value": None,
+            "blur_sigma": None,
+        },
         True,
         supports_all=False,
     ),
@@ -81,6 +93,12 @@ def get(name: str) -> MethodInfo:
     return METHODS[name]
 
 
+@functools.cache
+def accepts_key(fn: Callable[..., Attribution]) -> bool:
+    """Whether ``fn`` takes a ``key`` (required, or optional as IG's ``baseline="uniform"``)."""
+    return "key" in inspect.signature(fn).parameters
+
+
 def run(
     name: str,
     model: Any,
@@ -94,15 +112,16 @@ def run(
 ) -> Attribution:
     """Calls method ``name`` with its defaults overridden by ``options`` (unknown options raise ``ValueError``).
 
-    ``key`` is passed to methods that need one; ``references`` (default ``x``) to those
-    that draw baselines.
+    ``key`` is passed to every method that takes one (``needs_key`` marks those that
+    require it; IG and Guided IG use it only for ``baseline="uniform"``); ``references``
+    (default ``x``) to those that draw baselines.
     """
     info = get(name)
     unknown = set(options) - set(info.defaults) - {"internal_batch_size", "memory_budget"}
     if unknown:
         raise ValueError(f"unknown option(s) {sorted(unknown)} for {name!r}; expected some of {sorted(info.defaults)}")
     kwargs = {**info.defaults, **options, "target": target, "labels": labels}
-    if info.needs_key:
+    if info.needs_key or (key is not None and accepts_key(info.fn)):
         kwargs["key"] = key
     if info.needs_references:
         kwargs["references"] = x if references is None else references

@@ -67,3 +67,15 @@ def test_grid_and_atomic_png(tmp_path):
         viz.grid(x, {"b": np.zeros((3, 8, 8))})
     with pytest.raises(ValueError, match=r"expected 2 row labels, got 1"):
         viz.grid(x, maps, row_labels=["cat"])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_map_raises(bad):
+    m = np.ones((4, 4))
+    m[1, 2] = bad
+    with pytest.raises(ValueError, match=r"expected a finite attribution map, got 1 NaN/inf value\(s\) of 16"):
+        viz.to_image(m)
+    with pytest.raises(ValueError, match=r"expected a finite attribution map"):
+        viz.overlay(np.zeros((4, 4, 3)), m)
+    with pytest.raises(ValueError, match=r"expected a finite map to colour"):
+        viz.colorize(m, "inferno")

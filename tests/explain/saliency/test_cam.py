@@ -75,3 +75,12 @@ def test_errors_before_compilation(linen_cnn, nnx_mlp):
     assert c.count == 0
     with pytest.raises(ValueError, match=r"Grad-CAM needs image inputs"):
         grad_cam(nnx_mlp, np.zeros((1, 5), np.float32))
+
+
+def test_chunked_target_all_equals_one_call(linen_cnn):
+    x = images(3)
+    whole = grad_cam(linen_cnn, x, target="all")
+    chunked = grad_cam(linen_cnn, x, target="all", internal_batch_size=2)  # 2 + padded 1
+    np.testing.assert_allclose(chunked.values, whole.values, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match=r"memory_budget \(bytes\) >= 1, got 0"):
+        grad_cam(linen_cnn, x, memory_budget=0)

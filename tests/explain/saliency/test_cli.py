@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import numpy as np
 import pytest
 from PIL import Image
 from saliency_testlib import shapes
@@ -24,3 +26,44 @@ def test_writes_grid_png(tmp_path, capsys):
 def test_unknown_method_fails_before_loading():
     with pytest.raises(ValueError, match=r"unknown saliency method 'nope'"):
         main(["saliency", "--methods", "nope"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--overlay", "1.5"], r"--overlay in \[0, 1\], got 1.5"),
+        (["--overlay", "-0.1"], r"--overlay in \[0, 1\]"),
+        (["--scale", "0"], r"--scale >= 1, got 0"),
+        (["--n", "0"], r"--n >= 1, got 0"),
+    ],
+)
+def test_bad_arguments_fail_before_loading(monkeypatch, argv, match):
+    import models
+
+    monkeypatch.setattr(models, "load", lambda name: pytest.fail("loaded the model before validating"))
+    with pytest.raises(ValueError, match=match):
+        main(["saliency", *argv])
+
+
+def test_n_beyond_the_test_set_and_per_method_keys(tmp_path, monkeypatch):
+    bundle = shapes()
+    total = len(bundle.dataset.test.x)
+    with pytest.raises(ValueError, match=rf"--n <= {total}"):
+        main(["saliency", "--n", str(total + 1), "--methods", "gradient"])
+    with pytest.raises(ValueError, match=r"no test images for the reference set of \['expected_gradients'\]"):
+        main(["saliency", "--n", str(total), "--methods", "gradient", "expected_gradients"])
+
+    from explain.saliency import registry
+    from explain.saliency.attribution import Attribution
+
+    seen = {}
+
+    def fake_run(name, model, x, *, key, **kw):
+        seen.setdefault(name, []).append(jax.random.key_data(key).tolist())
+        return Attribution(np.ones_like(x), name, "t")
+
+    monkeypatch.setattr(registry, "run", fake_run)
+    out = str(tmp_path / "g.png")
+    main(["saliency", "--n", "1", "--methods", "gradient", "smoothgrad", "--out", out])
+    main(["saliency", "--n", "1", "--methods", "smoothgrad", "--out", out])
+    assert seen["smoothgrad"][0] == seen["smoothgrad"][1] and seen["gradient"][0] != seen["smoothgrad"][0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from conftest import to_float64
 from saliency_testlib import images, linear_model, quadratic_model
 
 from explain.saliency.expected import expected_gradients, gradient_shap
@@ -49,3 +50,13 @@ def test_bad_references_and_stdevs():
         expected_gradients(m, x, references=x, key=jax.random.key(0), stdevs=-1.0)
     with pytest.raises(ValueError, match=r"pass an explicit key"):
         expected_gradients(m, x, references=x, key=None)
+
+
+def test_noisy_inputs_delta_is_against_the_noisy_forward():
+    # Linear F: Σ EG = mean_s (F(x_s) - F(b_s)) exactly, x_s = x + noise; F(x) would miss by ~stdevs·|w|.
+    with jax.enable_x64(True):
+        m = to_float64(linear_model())
+        x = jax.random.normal(jax.random.key(0), (3, 5), jax.numpy.float64)
+        refs = jax.random.normal(jax.random.key(1), (4, 5), jax.numpy.float64)
+        a = expected_gradients(m, x, references=refs, key=jax.random.key(2), target=1, n_samples=5, stdevs=0.5)
+        np.testing.assert_allclose(a.convergence_delta, 0.0, atol=1e-12)

@@ -153,3 +153,38 @@ def test_adaptive_bad_options(linen_cnn):
         integrated_gradients_adaptive(linen_cnn, x_img, tolerance=0.0)
     with pytest.raises(ValueError, match=r"target='all' is not supported"):
         integrated_gradients_adaptive(linen_cnn, x_img, target="all")
+
+
+def test_adaptive_doubling_does_not_recompile():
+    # Left Riemann on a quadratic has relative error 1/steps, so all 5 samples double 2 -> 64.
+    m, x = quadratic_model(), jax.random.normal(jax.random.key(0), (5, 4))
+    opts = dict(target=1, rule="riemann_left", start_steps=2, internal_batch_size=64)
+    integrated_gradients_adaptive(m, x, max_steps=4, **opts)  # compiles the one (bucket, chunk) shape
+    with CompileCounter() as c:
+        a = integrated_gradients_adaptive(m, x, max_steps=64, **opts)
+    assert a.steps.tolist() == [64] * 5
+    assert c.count == 0, f"{c.count} compilations over 5 doublings"
+
+
+def test_adaptive_chunk_is_fixed_and_bounded():
+    assert integrated.adaptive_chunk(64, 16) == 16  # never above start_steps: accumulate never clamps
+    assert integrated.adaptive_chunk(5, 16) == 4  # a divisor of 16 divides every doubled count
+    assert integrated.adaptive_chunk(16, 17) == 16  # 17 is prime: keep the memory-bound chunk, pad
+    assert integrated.adaptive_chunk(0, 16) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"internal_batch_size": 0}, ValueError, r"internal_batch_size >= 1, got 0"),
+        ({"internal_batch_size": 2.0}, TypeError, r"internal_batch_size to be an int"),
+        ({"memory_budget": 0}, ValueError, r"memory_budget \(bytes\) >= 1, got 0"),
+        ({"memory_budget": -5}, ValueError, r"memory_budget \(bytes\) >= 1, got -5"),
+    ],
+)
+@pytest.mark.parametrize("fn", [integrated_gradients, integrated_gradients_adaptive])
+def test_chunking_options_validated_before_compilation(linen_cnn, fn, kwargs, error, match):
+    x_img, compiles = images(), CompileCounter()
+    with compiles, pytest.raises(error, match=match):
+        fn(linen_cnn, x_img, **kwargs)
+    assert compiles.count == 0

@@ -55,3 +55,14 @@ def test_unknown_method_and_option():
         registry.get("lime")
     with pytest.raises(ValueError, match=r"unknown option\(s\) \['stepz'\] for 'integrated_gradients'"):
         registry.run("integrated_gradients", None, None, stepz=3)
+
+
+def test_optional_key_and_baseline_options_reach_integrated_gradients(linen_cnn):
+    x = images(2)
+    run = lambda k, **o: registry.run("integrated_gradients", linen_cnn, x, target=1, key=k, steps=2, **o).values  # noqa: E731
+    u0, u1 = run(jax.random.key(0), baseline="uniform"), run(jax.random.key(1), baseline="uniform")
+    assert not np.allclose(u0, u1)
+    c = run(None, baseline="constant", baseline_value=0.25)
+    np.testing.assert_allclose(
+        c, saliency.integrated_gradients(linen_cnn, x, target=1, steps=2, baseline=x * 0 + 0.25).values
+    )

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from saliency_testlib import CompileCounter, images, linear_model, quadratic_model
 
+import explain
 from explain.saliency.smooth import noise_tunnel, smoothgrad, smoothgrad_sq, vargrad
 
 
@@ -74,3 +75,50 @@ def test_bad_input_raises_before_compilation(linen_cnn, kwargs, error, match):
     with CompileCounter() as c, pytest.raises(error, match=match):
         noise_tunnel(linen_cnn, images(), **kwargs)
     assert c.count == 0
+
+
+def test_vargrad_is_exactly_zero_for_a_constant_gradient():
+    # A linear model's gradient does not move under noise; E[g²] - E[g]² in float32 leaves
+    # rounding residue of either sign at |w|² ~ 1e6, the centred accumulation leaves none.
+    m = linear_model()
+    big = type(m)(
+        apply=m.apply, params={"w": m.params["w"] * 1e3, "b": m.params["b"]}, input_spec=m.input_spec, name="big"
+    )
+    x = jax.random.normal(jax.random.key(0), (4, 5))
+    v = np.asarray(vargrad(big, x, key=jax.random.key(1), target=0, n_samples=7).values)
+    np.testing.assert_array_equal(v, 0.0)
+
+
+def test_sigma_comes_from_the_declared_range_even_for_a_constant_input():
+    # Quadratic: g = 2 c (x + ε), so VarGrad = 4 c² σ²; σ = 0.1 · (10 - 0) = 1 although x is constant.
+    base = quadratic_model()
+    m = type(base)(
+        apply=base.apply, params=base.params, input_spec=explain.InputSpec(shape=(4,), value_range=(0.0, 10.0))
+    )
+    x = np.zeros((16, 4), np.float32)
+    v = np.asarray(vargrad(m, x, key=jax.random.key(0), target=0, n_samples=32, noise_level=0.1).values)
+    c = np.asarray(m.params["c"][:, 0])
+    sigma2 = (v / (4 * c**2)).mean()  # 512 independent variance estimates of σ² = 1
+    assert 0.85 < sigma2 < 1.15, sigma2
+
+
+def test_sigma_zero_raises_before_compilation():
+    m, x, key = linear_model(), np.ones((2, 5), np.float32), jax.random.key(0)  # constant rows, no declared range
+    with CompileCounter() as c, pytest.raises(ValueError, match=r"sigma = 0 for sample\(s\) \[0, 1\].*value_range"):
+        smoothgrad(m, x, key=key, target=0)
+    assert c.count == 0
+    a = smoothgrad(linear_model(), x, key=jax.random.key(0), target=0, noise_level=0.0, n_samples=2)
+    np.testing.assert_allclose(a.values, np.broadcast_to(linear_model().params["w"][:, 0], (2, 5)), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("key", "error", "match"),
+    [
+        (jax.numpy.zeros((2,), jax.numpy.float32), TypeError, r"uint32 \(2,\) key data, got float32"),
+        (jax.numpy.arange(3, dtype=jax.numpy.uint32), TypeError, r"got uint32 array of shape \(3,\)"),
+        (jax.random.split(jax.random.key(0), 2), ValueError, r"single PRNG key"),
+    ],
+)
+def test_malformed_key_raises(key, error, match):
+    with pytest.raises(error, match=match):
+        smoothgrad(linear_model(), np.ones((1, 5)), key=key, target=0)
