@@ -5,11 +5,18 @@ Target (issue 4): ``rank`` with 200 bootstraps over 10,000 rows costs at most
 methods (``grad`` + ``gxi`` share it); IG costs ``steps`` backward passes by
 construction and is reported for information. Compile time is reported
 separately (first call). Run: ``.venv/bin/python benchmarks/sensitivity_bench.py``.
+
+The bootstrap candidates (drawing ``B x N`` row indices, counting them, one
+matmul) are timed interleaved in the same run: threefry bits on the device (the
+previous implementation), NumPy PCG64 ``integers(dtype=uint16)`` (Lemire) with
+``np.bincount`` on the host, and PCG64 raw words (uint16 or uint32, the top
+range redrawn) counted on the device (the shipped one uses uint32).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -41,6 +48,42 @@ def timed_interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, float]]
     return {name: (first[name], float(np.median(times[name]))) for name in fns}
 
 
+@functools.partial(jax.jit, static_argnames=("n",))
+def threefry_indices(keys: jax.Array, n: int) -> jax.Array:
+    """The previous draw: 32 threefry bits per row, modulo N (bias below N / 2^32)."""
+    return (jax.vmap(lambda k: jax.random.bits(k, (n,), jnp.uint32))(keys) % n).astype(jnp.int32)
+
+
+@jax.jit
+def scatter_means(idx: jax.Array, scores: jax.Array) -> jax.Array:
+    c, n = idx.shape
+    flat = (idx + n * jnp.arange(c, dtype=jnp.int32)[:, None]).ravel()
+    counts = jnp.zeros((c * n,), scores.dtype).at[flat].add(1.0).reshape(c, n)
+    return counts @ scores / n
+
+
+@jax.jit
+def counts_matmul(counts: jax.Array, scores: jax.Array) -> jax.Array:
+    return counts.astype(scores.dtype) @ scores / scores.shape[0]
+
+
+def boot_threefry(scores: jax.Array, b: int, key: jax.Array) -> jax.Array:
+    return scatter_means(threefry_indices(jax.random.split(key, b), scores.shape[0]), scores)
+
+
+def boot_integers_bincount(scores: jax.Array, b: int, key: jax.Array) -> jax.Array:
+    n = scores.shape[0]
+    idx = global_.bootstrap_generator(key).integers(0, n, size=(b, n), dtype=np.uint16)
+    flat = idx.astype(np.intp)
+    flat += np.arange(b)[:, None] * n
+    return counts_matmul(np.bincount(flat.ravel(), minlength=b * n).reshape(b, n), scores)
+
+
+def boot_words(scores: jax.Array, b: int, key: jax.Array, dtype: type) -> jax.Array:
+    n = scores.shape[0]
+    return global_._resampled_means(global_.uniform_words(global_.bootstrap_generator(key), (b, n), n, dtype), scores)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)
@@ -55,8 +98,11 @@ def main() -> None:
     key = jax.random.key(0)
     fwd = jax.jit(m.apply)
 
+    reference = load("friedman1_mlp").dataset.train.x
+
     def run_rank(methods=("grad", "gxi")):
-        r = sensitivity.rank(m, x, key=key, methods=methods, n_bootstrap=args.bootstraps)
+        ref = reference if "ig" in methods else None
+        r = sensitivity.rank(m, x, key=key, methods=methods, n_bootstrap=args.bootstraps, reference=ref)
         return r[methods[0]].scores
 
     fn, aux, _ = local.resolve_target(m, x, None, None)
@@ -65,7 +111,11 @@ def main() -> None:
     fns = {
         "forward (jit apply)": lambda: fwd(m.params, x),
         "gradient pass (grad+gxi)": lambda: local.row_gradients(m, x, fn, aux, batch=local.DEFAULT_BATCH),
-        f"bootstrap means ({args.bootstraps} x 2 methods)": lambda: global_.bootstrap_means(
+        "boot: threefry + device count (before)": lambda: boot_threefry(stacked, args.bootstraps, key),
+        "boot: PCG64 integers u16 + bincount": lambda: boot_integers_bincount(stacked, args.bootstraps, key),
+        "boot: PCG64 words u32 + device count": lambda: boot_words(stacked, args.bootstraps, key, np.uint32),
+        "boot: PCG64 words u16 + device count": lambda: boot_words(stacked, args.bootstraps, key, np.uint16),
+        "boot: bootstrap_means (shipped)": lambda: global_.bootstrap_means(
             stacked, n_bootstrap=args.bootstraps, key=key
         ),
         "rank(grad, gxi) end to end": run_rank,
@@ -75,9 +125,9 @@ def main() -> None:
     rows = timed_interleaved(fns, args.repeats)
     base = rows["forward (jit apply)"][1]
     print(f"friedman1_mlp, {args.rows} rows, {args.bootstraps} bootstraps, device {jax.devices()[0].device_kind}")
-    print(f"{'what':<36} {'first call s':>12} {'median ms':>10} {'x forward':>10}")
+    print(f"{'what':<40} {'first call s':>12} {'median ms':>10} {'x forward':>10}")
     for name, (first, med) in rows.items():
-        print(f"{name:<36} {first:>12.3f} {med * 1e3:>10.2f} {med / base:>10.1f}")
+        print(f"{name:<40} {first:>12.3f} {med * 1e3:>10.2f} {med / base:>10.1f}")
     ratio = rows["rank(grad, gxi) end to end"][1] / base
     print(f"\nratio rank(grad, gxi, {args.bootstraps} bootstraps) / forward = {ratio:.1f} (target <= 10)")
 

@@ -85,15 +85,21 @@ def _compiled_layer_grad(tap: Callable, target_fn: TargetFn, layer: str, layer_s
     return jax.jit(functools.partial(target_and_layer_grad, tap, target_fn, layer=layer, layer_shape=layer_shape))
 
 
+def target_hvp(apply: Callable, target_fn: TargetFn, params: Any, x: jax.Array, v: jax.Array, aux: Any) -> jax.Array:
+    """Pure: per-sample ``H_i v_i`` with ``H_i = ∂²target_i/∂x_i²`` (forward over reverse: ``jvp`` of the gradient).
+
+    Samples do not interact, so one ``jvp`` of the batch gradient serves them all.
+    """
+
+    def grad_fn(x):
+        return target_and_grad(apply, target_fn, params, x, aux)[1]
+
+    return jax.jvp(grad_fn, (x,), (v,))[1]
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def _compiled_hvp(apply: Callable, target_fn: TargetFn):
-    def hvp(params, x, v, aux):
-        def grad_fn(x):
-            return target_and_grad(apply, target_fn, params, x, aux)[1]
-
-        return jax.jvp(grad_fn, (x,), (v,))[1]
-
-    return jax.jit(hvp)
+    return jax.jit(functools.partial(target_hvp, apply, target_fn))
 
 
 def prepare(model: Model | Any, x: Any, target: Any, labels: Any = None):

@@ -64,23 +64,13 @@ class Split:
         if self.y.dtype not in (np.int32, np.float32):
             raise TypeError(f"Split.y must be int32 or float32, got {self.y.dtype}")
         if len(self.x) != len(self.y):
-            raise ValueError(
-                f"Split.x and Split.y must have the same length N, "
-                f"got {len(self.x)} and {len(self.y)}"
-            )
+            raise ValueError(f"Split.x and Split.y must have the same length N, got {len(self.x)} and {len(self.y)}")
         if self.mask is not None:
             if self.mask.dtype != np.bool_ or self.mask.ndim != 3:
+                raise ValueError(f"Split.mask must be a (N, H, W) bool array, got {self.mask.shape} {self.mask.dtype}")
+            if self.mask.shape[0] != len(self.x) or self.mask.shape[1:] != self.x.shape[1:3]:
                 raise ValueError(
-                    f"Split.mask must be a (N, H, W) bool array, "
-                    f"got {self.mask.shape} {self.mask.dtype}"
-                )
-            if (
-                self.mask.shape[0] != len(self.x)
-                or self.mask.shape[1:] != self.x.shape[1:3]
-            ):
-                raise ValueError(
-                    f"Split.mask must have shape (N, H, W) = "
-                    f"{(len(self.x), *self.x.shape[1:3])}, got {self.mask.shape}"
+                    f"Split.mask must have shape (N, H, W) = {(len(self.x), *self.x.shape[1:3])}, got {self.mask.shape}"
                 )
 
     def __len__(self) -> int:
@@ -165,17 +155,13 @@ class Dataset:
 
     name = property(lambda self: self._name, doc="Dataset name (one of DATASETS).")
     kind = property(lambda self: self._kind, doc="'classification' or 'regression'.")
-    input_shape = property(
-        lambda self: self._input_shape, doc="Per-sample input shape."
-    )
+    input_shape = property(lambda self: self._input_shape, doc="Per-sample input shape.")
     value_range = property(
         lambda self: self._value_range,
         doc="Declared (min, max) input range; None for standardised tabular data.",
     )
     class_names = property(lambda self: self._class_names, doc="Class names or None.")
-    feature_names = property(
-        lambda self: self._feature_names, doc="Tabular feature names or None."
-    )
+    feature_names = property(lambda self: self._feature_names, doc="Tabular feature names or None.")
     seed = property(lambda self: self._seed, doc="Seed the dataset was built from.")
 
     @property
@@ -192,8 +178,7 @@ class Dataset:
         split = self._make_split_fn(name)
         if split.x.shape[1:] != self._input_shape:
             raise AssertionError(
-                f"{self._name}/{name}: expected per-sample shape {self._input_shape}, "
-                f"got {split.x.shape[1:]}"
+                f"{self._name}/{name}: expected per-sample shape {self._input_shape}, got {split.x.shape[1:]}"
             )
         return split
 
@@ -223,10 +208,7 @@ class Dataset:
         return {name: split_hash(self.split(name)) for name in SPLITS}
 
     def __repr__(self) -> str:
-        return (
-            f"Dataset(name={self._name!r}, kind={self._kind!r}, "
-            f"input_shape={self._input_shape}, seed={self._seed})"
-        )
+        return f"Dataset(name={self._name!r}, kind={self._kind!r}, input_shape={self._input_shape}, seed={self._seed})"
 
 
 def _json_copy(obj):
@@ -240,10 +222,7 @@ def _json_copy(obj):
 
 def _split_rng(seed: int, dataset: str, split: str) -> np.random.Generator:
     """Generator seeded from ``(seed, dataset, split)``, stable across machines."""
-    words = [
-        int.from_bytes(hashlib.sha256(s.encode()).digest()[:4], "little")
-        for s in (dataset, split)
-    ]
+    words = [int.from_bytes(hashlib.sha256(s.encode()).digest()[:4], "little") for s in (dataset, split)]
     return np.random.default_rng(np.random.SeedSequence([seed, *words]))
 
 
@@ -260,9 +239,7 @@ _MIN_CONTRAST = 0.4  # min RGB distance shape colour vs. (most) background pixel
 _STAR_INNER = 0.45
 
 
-def _shape_polygon(
-    kind: str, cx: float, cy: float, r: float, angle: float
-) -> list[tuple[float, float]]:
+def _shape_polygon(kind: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
     """Vertices (in supersampled pixel coords) of a rotated regular polygon/star."""
     if kind == "square":
         n, radii = 4, (r,)
@@ -281,9 +258,7 @@ def _shape_polygon(
     return pts
 
 
-def _draw_shape(
-    draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, angle: float
-) -> None:
+def _draw_shape(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, angle: float) -> None:
     if kind == "circle":
         draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=255)
     else:
@@ -330,9 +305,7 @@ def _background(rng: np.random.Generator) -> np.ndarray:
         blot_img = np.stack(
             [
                 np.asarray(
-                    Image.fromarray(blot[..., c].astype(np.float32), mode="F").resize(
-                        (s, s), Image.Resampling.BICUBIC
-                    )
+                    Image.fromarray(blot[..., c].astype(np.float32), mode="F").resize((s, s), Image.Resampling.BICUBIC)
                 )
                 for c in range(3)
             ],
@@ -386,9 +359,7 @@ def _shape_colour(rng: np.random.Generator, bg_pixels: np.ndarray) -> np.ndarray
     return np.where(mean > 0.5, 0.0, 1.0) if best_score < _MIN_CONTRAST * 0.75 else best
 
 
-def _render_shape_image(
-    rng: np.random.Generator, label: int
-) -> tuple[np.ndarray, np.ndarray]:
+def _render_shape_image(rng: np.random.Generator, label: int) -> tuple[np.ndarray, np.ndarray]:
     """One (H, W, 3) float32 image in [0, 1] and its (H, W) bool object mask."""
     s, ss = SHAPES_SIZE, _SS
     kind = SHAPE_CLASSES[label]
@@ -451,9 +422,7 @@ def generate_shapes(n: int, rng: np.random.Generator) -> Split:
 
 def _load_shapes(seed: int) -> Dataset:
     def make(split: str) -> Split:
-        return generate_shapes(
-            SHAPES_SPLIT_SIZES[split], _split_rng(seed, "shapes", split)
-        )
+        return generate_shapes(SHAPES_SPLIT_SIZES[split], _split_rng(seed, "shapes", split))
 
     return Dataset(
         name="shapes",
@@ -473,18 +442,14 @@ def _load_shapes(seed: int) -> Dataset:
 # --------------------------------------------------------------------------
 
 
-def _stratified_indices(
-    y: np.ndarray, seed: int, dataset: str
-) -> dict[str, np.ndarray]:
+def _stratified_indices(y: np.ndarray, seed: int, dataset: str) -> dict[str, np.ndarray]:
     """Stratified 70/15/15 train/val/test index split of labels ``y`` (N,)."""
     from sklearn.model_selection import train_test_split
 
     rs = int(_split_rng(seed, dataset, "split").integers(0, 2**31 - 1))
     idx = np.arange(len(y))
     train, rest = train_test_split(idx, test_size=0.30, stratify=y, random_state=rs)
-    val, test = train_test_split(
-        rest, test_size=0.50, stratify=y[rest], random_state=rs
-    )
+    val, test = train_test_split(rest, test_size=0.50, stratify=y[rest], random_state=rs)
     return {"train": np.sort(train), "val": np.sort(val), "test": np.sort(test)}
 
 
@@ -546,9 +511,7 @@ def _load_friedman1(seed: int) -> Dataset:
     from sklearn.datasets import make_friedman1
 
     n = sum(FRIEDMAN1_SPLIT_SIZES.values())
-    x, y = make_friedman1(
-        n_samples=n, n_features=10, noise=FRIEDMAN1_NOISE, random_state=seed
-    )
+    x, y = make_friedman1(n_samples=n, n_features=10, noise=FRIEDMAN1_NOISE, random_state=seed)
     n_tr, n_va = FRIEDMAN1_SPLIT_SIZES["train"], FRIEDMAN1_SPLIT_SIZES["val"]
     bounds = {"train": (0, n_tr), "val": (n_tr, n_tr + n_va), "test": (n_tr + n_va, n)}
     y_mean = float(y[:n_tr].mean())
@@ -589,9 +552,7 @@ def load_dataset(name: str, *, seed: int = 0) -> Dataset:
         ValueError: if ``name`` is unknown or ``seed`` is not a non-negative int.
     """
     if name not in _LOADERS:
-        raise ValueError(
-            f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}"
-        )
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASETS)}")
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     return _load_cached(name, int(seed))

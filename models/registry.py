@@ -48,16 +48,29 @@ class ModelSpec:
         return CHECKPOINT_DIR / f"{self.checkpoint_name or self.name}.msgpack"
 
 
+def _shapes_cnn(num_classes: int) -> CNN:
+    return CNN(features=(16, 32, 64, 64), hidden=64, num_classes=num_classes)
+
+
 SPECS: dict[str, ModelSpec] = {
     s.name: s
     for s in (
         ModelSpec(
             "shapes_cnn",
             "shapes",
-            lambda k: CNN(features=(16, 32, 64, 64), hidden=64, num_classes=k),
+            _shapes_cnn,
             TrainConfig(epochs=20, batch_size=64, learning_rate=3e-3, augment=True),
             "accuracy",
             0.97,
+        ),
+        ModelSpec(  # adversarially fine-tuned twin of shapes_cnn, see its metadata for the command
+            "shapes_cnn_robust",
+            "shapes",
+            _shapes_cnn,
+            TrainConfig(epochs=10, batch_size=64, learning_rate=1e-3, augment=True),  # fine-tuned, see metadata
+            "accuracy",
+            0.90,
+            checkpoint_name="shapes_cnn_robust",
         ),
         ModelSpec(
             "digits_cnn",

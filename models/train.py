@@ -8,8 +8,10 @@ Same seed, same data, same machine type: the same weights.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +79,13 @@ def train(
     epochs: int | None = None,
     perturb: Perturb | None = None,
     progress: bool = True,
+    init_variables: Any | None = None,
 ) -> tuple[Any, dict]:
     """Trains ``spec`` on ``ds.train``; returns ``(variables, metrics)``.
 
     ``perturb(params, x, y, key) -> x'``, when given, replaces each batch by an
-    adversarial one before the step (adversarial training).
+    adversarial one before the step (adversarial training). ``init_variables``,
+    when given, replaces the random initialisation (fine-tuning).
     """
     cfg = spec.train
     epochs = epochs or cfg.epochs
@@ -92,6 +96,8 @@ def train(
     key = jax.random.key(cfg.seed)
     key, init_key = jax.random.split(key)
     params = module.init(init_key, jnp.zeros((1, *ds.input_shape), jnp.float32))["params"]
+    if init_variables is not None:
+        params = jax.tree_util.tree_map(jnp.asarray, init_variables["params"])
     total = epochs * steps_per_epoch
     schedule = optax.warmup_cosine_decay_schedule(0.0, cfg.learning_rate, max(1, total // 10), total)
     tx = optax.adamw(schedule, weight_decay=cfg.weight_decay)
@@ -147,18 +153,97 @@ def metadata(spec: ModelSpec, ds: Dataset, variables: Any, metrics: dict, second
     }
 
 
+def adversarial_perturb(spec: ModelSpec, ds: Dataset, attack: str, eps: float, pgd_steps: int) -> Perturb:
+    """``perturb`` for :func:`train`: FGSM with random start (Wong et al. 2020, α = 1.25ε) or PGD-K (α = 2.5ε/K).
+
+    Built from the pure attack in :mod:`explain.adversarial` on the module's own
+    apply and optax's cross-entropy, so it traces inside the jitted step.
+    """
+    from explain.adversarial import AttackConfig, perturbation
+
+    if attack not in ("fgsm-rs", "pgd"):
+        raise ValueError(f"unknown adversarial training attack {attack!r}; expected 'fgsm-rs' or 'pgd'")
+    if ds.kind != "classification":
+        raise ValueError(f"adversarial training needs a classification model; {spec.name!r} is {ds.kind}")
+    if attack == "fgsm-rs":
+        config = AttackConfig("pgd", steps=1, rel_step_size=1.25, random_start=True)
+    else:
+        config = AttackConfig("pgd", steps=pgd_steps, random_start=True)
+    module = spec.make_module(num_outputs(ds))
+    apply = lambda params, x: module.apply({"params": params}, x)  # noqa: E731
+    return perturbation(
+        apply, optax.softmax_cross_entropy_with_integer_labels, eps=eps, config=config, value_range=ds.value_range
+    )
+
+
+def robust_metrics(spec: ModelSpec, ds: Dataset, variables: Any, eps: float, steps: int = 20) -> dict:
+    """Clean and PGD-``steps`` (L∞, ε, one random start, labels = predictions) accuracy on the test split."""
+    import explain.adversarial as adv
+    from models.registry import wrap
+
+    model = wrap(spec, ds, spec.make_module(num_outputs(ds)), variables)
+    s = adv.sweep(
+        model, ds.test.x, [eps], config=adv.AttackConfig("pgd", steps=steps), key=jax.random.key(0), keep_inputs=False
+    )
+    r = s.results[0]
+    return {
+        "attack": f"pgd-{steps} linf, 1 random start, step 2.5*eps/{steps}, labels=predictions",
+        "eps": eps,
+        "n": len(ds.test),
+        "clean_accuracy": metric("classification", np.asarray(r.logits_clean), ds.test.y),
+        "pgd_accuracy": metric("classification", np.asarray(r.logits_adv), ds.test.y),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m models.train", description=__doc__)
     parser.add_argument("name", choices=sorted(SPECS), help="model to train")
     parser.add_argument("--epochs", type=int, default=None, help="override the registry's epoch count")
     parser.add_argument("--out", type=Path, default=None, help="checkpoint path (default: the shipped one)")
+    parser.add_argument("--learning-rate", type=float, default=None, help="override the registry's peak learning rate")
+    parser.add_argument("--adversarial", choices=("fgsm-rs", "pgd"), default=None, help="adversarial training attack")
+    parser.add_argument("--eps", type=lambda t: float(Fraction(t)), default=None, help="L-inf budget, e.g. 8/255")
+    parser.add_argument("--pgd-steps", type=int, default=7, help="PGD steps when --adversarial pgd")
+    parser.add_argument(
+        "--init-from", default=None, help="start from a shipped model's weights (fine-tuning), e.g. shapes_cnn"
+    )
     args = parser.parse_args(argv)
     spec = get_spec(args.name)
+    if args.adversarial and f"{spec.name}_robust" in SPECS:
+        spec = SPECS[f"{spec.name}_robust"]  # the standard checkpoint stays untouched
+    if (args.adversarial is None) != (args.eps is None):
+        parser.error("--adversarial and --eps go together")
+    if args.eps is not None and not args.eps > 0:
+        parser.error(f"expected --eps > 0, got {args.eps}")
+    if args.learning_rate is not None:
+        if not args.learning_rate > 0:
+            parser.error(f"expected --learning-rate > 0, got {args.learning_rate}")
+        spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, learning_rate=args.learning_rate))
     ds = load_dataset(spec.dataset, seed=0)
+    perturb = adversarial_perturb(spec, ds, args.adversarial, args.eps, args.pgd_steps) if args.adversarial else None
     t0 = time.perf_counter()
-    variables, metrics = train(spec, ds, epochs=args.epochs)
+    init = None
+    if args.init_from:
+        from models.registry import load
+
+        init = load(args.init_from).model.params
+    variables, metrics = train(spec, ds, epochs=args.epochs, perturb=perturb, init_variables=init)
     seconds = time.perf_counter() - t0
-    meta = checkpoint.save(args.out or spec.checkpoint_path, variables, metadata(spec, ds, variables, metrics, seconds))
+    extra = {}
+    if args.adversarial:
+        extra["adversarial_training"] = {
+            "attack": args.adversarial,
+            "eps": args.eps,
+            "pgd_steps": args.pgd_steps,
+            "epochs": args.epochs or spec.train.epochs,
+            "init_from": args.init_from,
+            "learning_rate": spec.train.learning_rate,
+        }
+        extra["robustness"] = robust_metrics(spec, ds, variables, args.eps)
+        print(f"{spec.name}: {extra['robustness']}")
+    meta = checkpoint.save(
+        args.out or spec.checkpoint_path, variables, metadata(spec, ds, variables, metrics, seconds, **extra)
+    )
     print(f"{spec.name}: {metrics} in {seconds:.0f}s -> {meta['file']} (sha256 {meta['sha256'][:12]}…)")
 
 

@@ -7,11 +7,13 @@ before anything is compiled.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from explain.model import Model, as_model
@@ -89,6 +91,56 @@ def check_tabular(model: Model | Any, x: Any, *, names: Sequence[str] | None = N
                 f"{'...' if rows.size > 5 else ''}); drop or impute them before ranking"
             )
     return model, spec.validate(arr, check_range=False)
+
+
+def check_reference(model: Model, reference: Any) -> np.ndarray:
+    """Feature means ``(F,)`` of a reference set: ``(F,)`` means as given, or ``(R, F)`` rows (or a DataFrame) averaged.
+
+    The reference is separate from the rows explained, so one row's attribution
+    never depends on the other rows of its batch.
+
+    Raises:
+      ValueError: wrong shape or column names, no rows, NaN/inf.
+    """
+    f = model.input_spec.shape[0]
+    names = None
+    if hasattr(reference, "columns") and hasattr(reference, "to_numpy"):
+        names, reference = list(reference.columns), reference.to_numpy()
+    arr = np.asarray(reference)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"expected a numeric reference, got dtype {arr.dtype}")
+    if arr.ndim == 2 and names is not None:
+        arr = arr[:, match_columns(names, model)]
+    if not ((arr.ndim == 1 and arr.shape[0] == f) or (arr.ndim == 2 and arr.shape[1] == f and arr.shape[0] >= 1)):
+        raise ValueError(
+            f"expected reference of shape ({f},) (feature means) or (R, {f}) (reference rows, R >= 1), got {arr.shape}"
+        )
+    if not np.isfinite(arr).all():
+        raise ValueError("expected a finite reference, got NaN or inf")
+    return arr.astype(np.float64).mean(axis=0) if arr.ndim == 2 else arr.astype(np.float64)
+
+
+def check_rows_for_statistics(x: np.ndarray | jax.Array, model: Model, *, what: str) -> np.ndarray:
+    """``σ (F,)``, the features' standard deviations over ``x (N, F)``; needs ``N >= 2``, warns on constant features.
+
+    Global rankings scale by ``σ`` and resample rows: with one row every ``σ``
+    is 0 and a bootstrap has nothing to resample, so the result would be
+    silently zero.
+    """
+    n = x.shape[0]
+    if n < 2:
+        raise ValueError(f"{what} needs at least 2 rows (feature spread and row resampling), got {n}")
+    sigma = np.asarray(jnp.std(x, axis=0))
+    const = np.flatnonzero(sigma == 0)
+    if const.size:
+        names = [feature_names(model)[i] for i in const]
+        warnings.warn(
+            f"feature(s) {names} are constant over the {n} rows: their spread is 0, so their scaled gradient and "
+            "interaction scores are 0 and their rank among themselves is arbitrary",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return sigma
 
 
 def read_csv(path: str | Path, model: Model | Any, *, label_column: str | None = None) -> tuple[np.ndarray, Any]:

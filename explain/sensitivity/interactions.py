@@ -30,11 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explain import chunking, gradients
+from explain import checks, chunking, gradients
 from explain.model import Model
-from explain.saliency import _common as checks
 from explain.sensitivity import local
-from explain.sensitivity.data import check_tabular, feature_names
+from explain.sensitivity.data import check_rows_for_statistics, check_tabular, feature_names
 from explain.sensitivity.result import Interactions
 from explain.targets import TargetFn
 
@@ -43,21 +42,14 @@ MODES: tuple[str, ...] = ("auto", "hessian", "hvp")
 FULL_HESSIAN_MAX_FEATURES = 64
 
 
-def hvp_rows(apply: Callable, target_fn: TargetFn, params: Any, x: jax.Array, aux: Any, v: jax.Array) -> jax.Array:
-    """Pure: per-row ``Hₙ vₙ`` for ``x, v (N, F)``, ``Hₙ = ∂²tₙ/∂xₙ²`` (rows do not interact, so one jvp serves all)."""
-
-    def grad_fn(x):
-        return gradients.target_and_grad(apply, target_fn, params, x, aux)[1]
-
-    return jax.jvp(grad_fn, (x,), (v,))[1]
-
-
 @functools.cache
 def _compiled_abs_block(apply: Callable, target_fn: TargetFn):
     """Jitted ``Σₙ wₙ |Hₙ dᶜ|`` for directions ``d (C, F)``: ``(C, F)``, the rows ``c`` of ``Σₙ wₙ |Hₙ|``."""
 
     def run(params, x, aux, w, dirs):
-        cols = jax.vmap(lambda d: hvp_rows(apply, target_fn, params, x, aux, jnp.broadcast_to(d, x.shape)))(dirs)
+        cols = jax.vmap(lambda d: gradients.target_hvp(apply, target_fn, params, x, jnp.broadcast_to(d, x.shape), aux))(
+            dirs
+        )
         return jnp.einsum("n,cnf->cf", w.astype(x.dtype), jnp.abs(cols))
 
     return jax.jit(run)
@@ -67,7 +59,9 @@ def _compiled_abs_block(apply: Callable, target_fn: TargetFn):
 def _compiled_hessians(apply: Callable, target_fn: TargetFn):
     def run(params, x, aux):
         eye = jnp.eye(x.shape[1], dtype=x.dtype)
-        cols = jax.vmap(lambda d: hvp_rows(apply, target_fn, params, x, aux, jnp.broadcast_to(d, x.shape)))(eye)
+        cols = jax.vmap(lambda d: gradients.target_hvp(apply, target_fn, params, x, jnp.broadcast_to(d, x.shape), aux))(
+            eye
+        )
         return jnp.moveaxis(cols, 0, 2)  # (F, N, F) -> (N, F, F); symmetric, so column order is immaterial
 
     return jax.jit(run)
@@ -102,7 +96,7 @@ def interactions(
 
     Args:
       model: a tabular :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, F)`` rows, or a DataFrame matched by column name.
+      x: ``(N, F)`` rows (``N >= 2``), or a DataFrame matched by column name.
       target, labels: see :mod:`explain.targets`.
       names: column names of an array ``x``.
       mode: ``"hessian"`` (all directions per call), ``"hvp"`` (``directions`` per call) or
@@ -113,6 +107,12 @@ def interactions(
     Returns:
       :class:`~explain.sensitivity.result.Interactions` with the ``(F, F)`` matrix; ``top_pairs(k)``.
 
+    Raises:
+      ValueError / TypeError: before compilation, for bad rows (or fewer than 2), names, target or options.
+
+    Warns:
+      RuntimeWarning: a feature is constant over the rows (its interactions are then 0).
+
     Example:
       >>> inter = interactions(m, x)
       >>> inter.top_pairs(3)
@@ -122,6 +122,7 @@ def interactions(
     batch_size = checks.check_int("batch_size", batch_size)
     model, x = check_tabular(model, x, names=names)
     n, f = x.shape
+    sigma = check_rows_for_statistics(x, model, what="an interaction ranking").astype(np.float64)
     fn, aux, target_name = local.resolve_target(model, x, target, labels)
     if mode == "auto":
         mode = "hessian" if f <= FULL_HESSIAN_MAX_FEATURES else "hvp"
@@ -139,7 +140,6 @@ def interactions(
         return jnp.concatenate(blocks)
 
     total = chunking.accumulate(rows, jnp.arange(n), batch_size)
-    sigma = np.asarray(jnp.std(x, axis=0), np.float64)
     matrix = np.asarray(total, np.float64) / n * np.outer(sigma, sigma)
     matrix = (matrix + matrix.T) / 2.0  # exact symmetry; the HVP columns agree to rounding
     settings = {

@@ -28,6 +28,7 @@ import numpy as np
 
 from explain import chunking
 from explain.model import Model
+from explain.saliency import _common
 from explain.targets import TargetFn
 
 Kind = Literal["auto", "increase", "abs_change"]
@@ -50,11 +51,6 @@ def _compiled_shuffled(apply: Callable, target_fn: TargetFn):
         return jax.vmap(one)(keys, feats)
 
     return jax.jit(run)
-
-
-@functools.cache
-def _compiled_target(apply: Callable, target_fn: TargetFn):
-    return jax.jit(lambda params, x, aux: target_fn(apply(params, x), aux))
 
 
 def resolve_kind(kind: Kind, target_name: str) -> str:
@@ -91,7 +87,7 @@ def permutation_rows(
     chunk = chunking.chunk_size_for(pairs, n * (4 * f + 256) * x.dtype.itemsize, memory_budget)
     run = functools.partial(_compiled_shuffled(model.apply, fn), model.params, x, aux)
     shuffled = chunking.map_batches(run, keys, feats, batch=chunk)  # (R·F, N)
-    base = _compiled_target(model.apply, fn)(model.params, x, aux)  # (N,)
+    base = fn(_common.compiled_forward(model.apply)(model.params, x), aux)  # (N,)
     diff = shuffled - base[None, :]
     if kind == "abs_change":
         diff = jnp.abs(diff)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from explain.io import atomic_write_text
 
 
 def _jsonable(value: Any) -> Any:
@@ -23,10 +25,12 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    # NumPy scalars and arrays become Python floats first, so NaN/inf among them become null
+    # too (json.dumps would write NaN/Infinity, which is not JSON).
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        return _jsonable(value.tolist())
     if isinstance(value, np.generic):
-        return value.item()
+        return _jsonable(value.item())
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
@@ -41,18 +45,19 @@ class _Exportable:
         raise NotImplementedError
 
     def to_csv(self, path: str | Path | None = None) -> str:
-        """The table as CSV after a ``# settings: {json}`` line; written to ``path`` when given."""
-        text = f"# settings: {json.dumps(_jsonable(dict(self.settings)))}\n" + self.to_frame().to_csv(index=False)
+        """The table as CSV after a ``# settings: {json}`` line; written atomically to ``path`` when given."""
+        settings = json.dumps(_jsonable(dict(self.settings)), allow_nan=False)
+        text = f"# settings: {settings}\n" + self.to_frame().to_csv(index=False)
         if path is not None:
-            Path(path).write_text(text)
+            atomic_write_text(path, text)
         return text
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """``{"settings": ..., "rows": [records]}``; written to ``path`` when given."""
+        """``{"settings": ..., "rows": [records]}`` (strict JSON: NaN/inf as null); written atomically to ``path``."""
         rows = [_jsonable(r) for r in self.to_frame().to_dict(orient="records")]
-        text = json.dumps({"settings": _jsonable(dict(self.settings)), "rows": rows}, indent=1)
+        text = json.dumps({"settings": _jsonable(dict(self.settings)), "rows": rows}, indent=1, allow_nan=False)
         if path is not None:
-            Path(path).write_text(text)
+            atomic_write_text(path, text)
         return text
 
     def save(self, path: str | Path) -> None:
@@ -196,10 +201,10 @@ class GlobalSensitivity(_Exportable):
             )
         return pd.concat(parts, ignore_index=True)
 
-    def table(self, method: str | None = None, top: int | None = None) -> str:
-        """A readable ranked table of one method (default: all), ``top`` features each."""
+    def table(self, method: str | Sequence[str] | None = None, top: int | None = None) -> str:
+        """A readable ranked table of one method, several (under one header) or all (default), ``top`` features each."""
         s = self.settings
-        methods = [method] if method is not None else list(self.rankings)
+        methods = list(self.rankings) if method is None else [method] if isinstance(method, str) else list(method)
         level = round(100 * s.get("ci", 0.95))
         k = s.get("top_k")
         lines = [

@@ -20,7 +20,7 @@ def test_nnx_layers_are_attribute_paths(nnx_mlp):
 
 def test_linen_apply_equals_module_apply(linen_cnn, key):
     x = jax.random.uniform(key, (2, 8, 8, 3))
-    from conftest import TinyCNN
+    from testlib import TinyCNN
 
     direct = TinyCNN().apply(linen_cnn.params, x)
     np.testing.assert_allclose(linen_cnn.apply(linen_cnn.params, x), direct, rtol=1e-6)
@@ -37,7 +37,7 @@ def test_tap_adds_delta_and_records_clean_activation(nnx_mlp, key):
 
 
 def test_nnx_module_is_not_edited(key):
-    from conftest import TinyMLP
+    from testlib import TinyMLP
 
     module = TinyMLP(nnx.Rngs(0))
     model = explain.from_nnx(module, input_shape=(5,))

@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from testlib import central_difference, central_difference_batched, to_float64
 
 import explain
 from explain import targets
-from conftest import central_difference, central_difference_batched, to_float64
 
 TARGETS = {
     "pred_logit": lambda n: "pred",

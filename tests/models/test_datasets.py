@@ -340,6 +340,4 @@ def test_friedman1_target_standardised_on_train() -> None:
     assert pre["y_std"] == pytest.approx(y[:4000].std())
     assert abs(float(ds.train.y.mean())) < 1e-5
     assert float(ds.train.y.std()) == pytest.approx(1.0, abs=1e-5)
-    np.testing.assert_allclose(
-        ds.test.y * pre["y_std"] + pre["y_mean"], y[5000:], rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(ds.test.y * pre["y_std"] + pre["y_mean"], y[5000:], rtol=1e-5, atol=1e-5)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from conftest import to_float64
 from saliency_testlib import images, linear_model, quadratic_model
+from testlib import to_float64
 
 from explain.saliency.expected import expected_gradients, gradient_shap
 

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import central_difference, to_float64
 from saliency_testlib import linear_model
+from testlib import central_difference, to_float64
 
 from explain.saliency.gradient import gradient_x_input, vanilla_gradient
 

@@ -6,8 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import to_float64
 from saliency_testlib import CompileCounter, images, linear_model, quadratic_model, shapes
+from testlib import to_float64
 
 from explain.saliency import integrated
 from explain.saliency.integrated import integrated_gradients, integrated_gradients_adaptive, quadrature

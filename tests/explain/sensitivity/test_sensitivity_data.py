@@ -76,3 +76,43 @@ def test_exports_carry_names_values_intervals_and_settings(nnx_mlp, tmp_path):
     assert r.top("grad", 1)[0] in r.table("grad", top=1)
     with pytest.raises(ValueError, match=r"ending in .csv or .json"):
         r.save(tmp_path / "r.txt")
+
+
+def test_json_is_strict_with_nan_and_inf(tmp_path):
+    nan = np.float32("nan")
+    ranking = sensitivity.MethodRanking(
+        "grad", "d", np.array([nan, 1.0]), np.array([0.0, np.inf]), np.array([1.0, 2.0]), np.array([0.5, 1.0])
+    )
+    settings = {"model": "m", "ci": 0.9, "top_k": 1, "rho": np.float64("nan"), "std": np.array([np.inf, 1.0])}
+    r = sensitivity.GlobalSensitivity(("a", "b"), {"grad": ranking}, settings)
+
+    def refuse(constant):
+        raise AssertionError(f"non-JSON constant {constant} in the output")
+
+    data = json.loads(r.to_json(tmp_path / "r.json"), parse_constant=refuse)
+    assert data["settings"]["rho"] is None and data["settings"]["std"] == [None, 1.0]
+    assert data["rows"][1]["score"] is None and data["rows"][0]["ci_low"] is None
+    json.loads(r.to_csv().splitlines()[0].removeprefix("# settings: "), parse_constant=refuse)
+
+
+def test_a_failed_write_leaves_the_previous_file_whole(nnx_mlp, tmp_path, monkeypatch):
+    x = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
+    r = sensitivity.rank(nnx_mlp, x, key=KEY, methods="grad", n_bootstrap=5, top_k=1)
+    import explain.io
+
+    def fail(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(explain.io.os, "replace", fail)
+    for name in ("r.csv", "r.json"):
+        (tmp_path / name).write_text("previous")
+        with pytest.raises(OSError, match="disk full"):
+            r.save(tmp_path / name)
+        assert (tmp_path / name).read_text() == "previous"
+    from explain.cli.sensitivity import plot_bars
+
+    (tmp_path / "bars.png").write_bytes(b"previous")
+    with pytest.raises(OSError, match="disk full"):
+        plot_bars(r, "grad", 3, tmp_path / "bars.png")
+    assert (tmp_path / "bars.png").read_bytes() == b"previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.png", "r.csv", "r.json"]  # no temporary files left

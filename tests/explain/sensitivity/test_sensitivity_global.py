@@ -22,7 +22,13 @@ def friedman():
 def friedman_ranking(friedman):
     x = friedman.dataset.test.x
     return sensitivity.rank(
-        friedman, x, key=jax.random.key(0), methods=("grad", "gxi", "ig"), ig_steps=16, permutation_repeats=3
+        friedman,
+        x,
+        key=jax.random.key(0),
+        methods=("grad", "gxi", "ig"),
+        reference=friedman.dataset.train.x,
+        ig_steps=16,
+        permutation_repeats=3,
     )
 
 
@@ -40,21 +46,33 @@ def test_friedman1_relevant_features_rank_top_in_95_percent_of_resamples(friedma
 
 def test_bootstrap_means_are_means_of_index_resamples():
     scores = jnp.asarray(np.random.default_rng(0).exponential(size=(50, 3)), jnp.float32)
-    keys = jax.random.split(jax.random.key(1), 7)
-    idx = global_._resample_indices(keys, 50)
-    assert idx.shape == (7, 50) and int(idx.min()) >= 0 and int(idx.max()) < 50
-    np.testing.assert_allclose(
-        global_._resampled_means(idx, scores), np.asarray(scores)[np.asarray(idx)].mean(1), rtol=1e-5
-    )
-    # Chunked (7 resamples per call, last chunk padded) equals one call, and the key decides the result.
-    a = global_.bootstrap_means(scores, n_bootstrap=10, key=jax.random.key(2))
-    global_.BOOTSTRAP_BUDGET, old = 50 * 12 * 7, global_.BOOTSTRAP_BUDGET
+    words = global_.uniform_words(np.random.default_rng(1), (7, 50), 50, np.uint16)
+    idx = words % 50
+    np.testing.assert_allclose(global_._resampled_means(words, scores), np.asarray(scores)[idx].mean(1), rtol=1e-5)
+    # Chunked (3 resamples per call, the last chunk padded): the resamples are drawn in order from the
+    # generator of the key, so the result is exactly the means of those index draws.
+    global_.BOOTSTRAP_BUDGET, old = 50 * 12 * 3, global_.BOOTSTRAP_BUDGET
     try:
-        b = global_.bootstrap_means(scores, n_bootstrap=10, key=jax.random.key(2))
+        a = np.asarray(global_.bootstrap_means(scores, n_bootstrap=10, key=jax.random.key(2)))
     finally:
         global_.BOOTSTRAP_BUDGET = old
-    np.testing.assert_allclose(a, b, rtol=1e-6)
-    assert not np.allclose(a, global_.bootstrap_means(scores, n_bootstrap=10, key=jax.random.key(3)))
+    rng = global_.bootstrap_generator(jax.random.key(2))
+    drawn = np.concatenate([global_.uniform_words(rng, (c, 50), 50, np.uint32) for c in (3, 3, 3, 1)]) % 50
+    np.testing.assert_allclose(a, np.asarray(scores)[drawn].mean(1), rtol=1e-5)
+    b = global_.bootstrap_means(scores, n_bootstrap=10, key=jax.random.key(2))
+    np.testing.assert_array_equal(b, global_.bootstrap_means(scores, n_bootstrap=10, key=jax.random.key(2)))
+    assert not np.allclose(b, global_.bootstrap_means(scores, n_bootstrap=10, key=jax.random.key(3)))
+
+
+def test_resample_indices_are_exactly_uniform():
+    # 2^16 = 49152 + 16384: plain `word % n` would make indices below 16384 twice as likely (share 1/2, not 1/3).
+    n = 49152
+    idx = global_.uniform_words(np.random.default_rng(0), (200_000,), n, np.uint16) % n
+    assert idx.max() < n
+    share = (idx < 16384).mean()
+    assert abs(share - 1 / 3) < 0.005, share
+    with pytest.raises(ValueError, match=r"fewer than 2\*\*31 rows"):
+        global_.word_dtype(2**31)
 
 
 def test_bootstrap_spread_matches_standard_error():
@@ -75,7 +93,7 @@ def test_breast_cancer_reports_spearman_against_permutation_importance():
 
 
 def test_permutation_importance_of_an_unused_feature_is_zero_and_grows_with_the_weight():
-    from test_sensitivity_local import linear_model
+    from testlib import linear_regression_model as linear_model
 
     m = linear_model(np.array([0.0, 1.0, 2.0, 4.0], np.float32), 0.5)
     x = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
@@ -100,9 +118,49 @@ def test_permutation_importance_of_an_unused_feature_is_zero_and_grows_with_the_
         ({"n_bootstrap": 0}, "n_bootstrap >= 1"),
         ({"methods": ()}, "nothing to rank"),
         ({"permutation_repeats": 1, "permutation_kind": "drop"}, "unknown permutation kind"),
+        ({"methods": "ig"}, "no reference was given"),
+        ({"methods": "ig", "reference": np.zeros((2, 4))}, r"reference of shape \(5,\) .* got \(2, 4\)"),
     ],
 )
 def test_bad_options_raise(nnx_mlp, kwargs, match):
     kwargs = {"key": jax.random.key(0), **kwargs}
     with pytest.raises((ValueError, TypeError), match=match):
-        sensitivity.rank(nnx_mlp, np.zeros((4, 5), np.float32), **kwargs)
+        sensitivity.rank(nnx_mlp, np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32), **kwargs)
+
+
+def test_one_row_is_refused_and_a_constant_feature_warns(nnx_mlp):
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match="needs at least 2 rows"):
+        sensitivity.rank(nnx_mlp, np.ones((1, 5), np.float32), key=key, methods="grad")
+    with pytest.raises(ValueError, match="needs at least 2 rows"):
+        sensitivity.interactions(nnx_mlp, np.ones((1, 5), np.float32))
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    x[:, 3] = 2.0
+    with pytest.warns(RuntimeWarning, match=r"feature\(s\) \['d'\] are constant over the 4 rows"):
+        r = sensitivity.rank(nnx_mlp, x, key=key, methods="grad", n_bootstrap=5, top_k=1)
+    assert r["grad"].scores[3] == 0.0
+
+
+def test_rank_validates_rows_and_freezes_the_target_once(nnx_mlp, monkeypatch):
+    from explain.model import InputSpec
+    from explain.saliency import _common
+
+    calls = {"validate": 0, "freeze": 0}
+    validate, freeze = InputSpec.validate, _common.freeze_pred
+
+    def counting_validate(self, *a, **k):
+        calls["validate"] += 1
+        return validate(self, *a, **k)
+
+    def counting_freeze(*a, **k):
+        calls["freeze"] += 1
+        return freeze(*a, **k)
+
+    monkeypatch.setattr(InputSpec, "validate", counting_validate)
+    monkeypatch.setattr(_common, "freeze_pred", counting_freeze)
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    sensitivity.rank(
+        nnx_mlp, x, key=jax.random.key(0), methods=("grad", "gxi", "ig"), reference=x, ig_steps=2,
+        n_bootstrap=5, top_k=1, permutation_repeats=1,
+    )  # fmt: skip
+    assert calls == {"validate": 1, "freeze": 1}

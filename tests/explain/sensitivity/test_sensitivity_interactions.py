@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import central_difference, to_float64
+from testlib import central_difference, to_float64
 
 import explain
 from explain import sensitivity

@@ -8,17 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import central_difference, to_float64
+from testlib import central_difference, to_float64
+from testlib import linear_regression_model as linear_model
 
 import explain
 from explain.sensitivity import local_sensitivity
-
-
-def linear_model(w: np.ndarray, b: float) -> explain.Model:
-    """``t(x) = x·w + b`` as a one-output regression model."""
-    params = {"w": jnp.asarray(w)[:, None], "b": jnp.asarray([b])}
-    spec = explain.InputSpec(shape=(len(w),), feature_names=tuple(f"f{i}" for i in range(len(w))))
-    return explain.Model(lambda p, x: x @ p["w"] + p["b"], params, spec, output_kind="regression", name="linear")
 
 
 def test_gradient_times_input_sums_to_first_order_change_on_linear_model():
@@ -53,21 +47,28 @@ def test_gradient_matches_central_differences_for_each_target_kind(nnx_mlp, targ
 def test_regression_output_target_and_batch_equals_single_rows():
     with jax.enable_x64(True):
         m = to_float64(dataclasses.replace(_nnx_regression(), name="reg"))
-        x = np.random.default_rng(2).normal(size=(2, 5))
-        batch = local_sensitivity(m, x, methods=("grad", "gxi", "ig"), ig_steps=8)
+        rng = np.random.default_rng(2)
+        x, reference = rng.normal(size=(2, 5)), rng.normal(size=(6, 5))
+        methods = ("grad", "gxi", "ig")
+        batch = local_sensitivity(m, x, methods=methods, reference=reference, ig_steps=8)
         for i in range(2):
-            one = local_sensitivity(m, x[i : i + 1], methods=("grad", "gxi"))
-            for method in ("grad", "gxi"):
+            # IG too: its baseline comes from the reference, never from the other rows of the batch.
+            one = local_sensitivity(m, x[i : i + 1], methods=methods, reference=reference, ig_steps=8)
+            for method in methods:
                 np.testing.assert_allclose(one.values[method][0], batch.values[method][i], rtol=1e-10, atol=1e-12)
-        # IG completeness against the "mean" baseline (the feature means of x).
+        # IG completeness against the "mean" baseline (the feature means of the reference rows).
         f = lambda z: m.apply(m.params, z)[:, 0]  # noqa: E731
-        expected = np.asarray(f(x) - f(x.mean(0, keepdims=True)))
+        expected = np.asarray(f(x) - f(reference.mean(0, keepdims=True)))
         np.testing.assert_allclose(batch.values["ig"].sum(1), expected, rtol=1e-6, atol=1e-8)
+        assert batch.settings["ig_baseline"] == {"mean of reference": reference.mean(0).tolist()}
+        # Feature means (F,) as the reference give the same attributions as the rows they summarise.
+        means = local_sensitivity(m, x, methods="ig", reference=reference.mean(0), ig_steps=8)
+        np.testing.assert_allclose(means.values["ig"], batch.values["ig"], rtol=1e-10, atol=1e-12)
 
 
 def _nnx_regression() -> explain.Model:
-    from conftest import TinyMLP
     from flax import nnx
+    from testlib import TinyMLP
 
     return explain.from_nnx(TinyMLP(nnx.Rngs(3), out=1), input_shape=(5,), output_kind="regression")
 
@@ -86,3 +87,13 @@ def test_ranked_orders_by_magnitude_and_keeps_sign():
 def test_unknown_method_raises_before_compiling(nnx_mlp):
     with pytest.raises(ValueError, match="unknown method 'shap'"):
         local_sensitivity(nnx_mlp, np.zeros((1, 5), np.float32), methods=("grad", "shap"))
+
+
+def test_ig_needs_a_reference_for_the_mean_baseline(nnx_mlp):
+    row = np.ones((1, 5), np.float32)
+    with pytest.raises(ValueError, match=r"no reference was given.*identically 0"):
+        local_sensitivity(nnx_mlp, row, methods="ig")
+    with pytest.raises(ValueError, match="both an ig_baseline array and a reference"):
+        local_sensitivity(nnx_mlp, row, methods="ig", ig_baseline=np.zeros(5), reference=np.zeros(5))
+    with pytest.raises(ValueError, match="finite reference"):
+        local_sensitivity(nnx_mlp, row, methods="ig", reference=np.full(5, np.nan))

@@ -1,0 +1,1 @@
+"""Streamlit dashboard pages (one module per page) and their shared helpers."""

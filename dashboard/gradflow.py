@@ -1,0 +1,159 @@
+"""Chain rule and gradient flow: per-layer gradient norms, the depth experiment, the single-neuron example."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, state
+from explain import chain_rule, depth, gradflow
+
+MAX_DEPTH = 30  # the depth MLPs share one scan of this length: every depth reuses one compile per activation
+DEFAULT_INITS = ["normal", "glorot", "he"]
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def layer_flow(name: str, index: int, target: str) -> pd.DataFrame:
+    """Per-layer gradient norms for test input ``index``: ``target`` is ``"loss"`` (true label) or ``"pred"``."""
+    b = state.bundle(name)
+    x, y = b.dataset.test.x[index : index + 1], b.dataset.test.y[index : index + 1]
+    if target == "loss":
+        flow = gradflow.gradient_flow(b.model, x, labels=y)
+    else:
+        flow = gradflow.gradient_flow(b.model, x, target=target)
+    return pd.DataFrame(flow.rows())
+
+
+@st.cache_data(show_spinner=False, max_entries=4096)
+def depth_point(activation: str, init: str, d: int, seed: int) -> tuple[depth.DepthRow, depth.DepthRow]:
+    """The depth-``d`` MLP at initialisation and after training (cached per depth, so the slider only adds depths)."""
+    return depth.depth_rows(activation, init, d, max_depth=MAX_DEPTH, seed=seed)
+
+
+def flow_section() -> None:
+    st.header("Gradient flow through a shipped model")
+    names = (*state.image_models(), *state.tabular_models())
+    c1, c2, c3 = st.columns(3)
+    name = c1.selectbox("Model", names, key="gf_model")
+    b = state.try_bundle(name)
+    if isinstance(b, state.LoadFailure):
+        st.error(f"Model {name} could not be loaded: {b.message}")
+        return
+    index = int(c2.number_input("Test input", 0, len(b.dataset.test) - 1, 0, key="gf_index"))
+    regression = b.model.output_kind == "regression"
+    target = c3.radio(
+        "Differentiate",
+        ("loss", "pred"),
+        format_func={"loss": "loss vs true label", "pred": "output 0" if regression else "predicted logit"}.get,
+        horizontal=True,
+        key="gf_target",
+    )
+    with st.spinner("Backpropagating through every layer…"):
+        rows = layer_flow(name, index, target if target == "loss" or not regression else None)
+    long = pd.concat(
+        [
+            pd.DataFrame({"layer": rows["layer"], "gradient": "‖∂L/∂h‖ (activations)", "norm": rows["act_grad_mean"]}),
+            pd.DataFrame({"layer": rows["layer"], "gradient": "‖∂L/∂W‖ (parameters)", "norm": rows["param_grad_mean"]}),
+        ],
+        ignore_index=True,
+    )
+    long = long[np.isfinite(long["norm"]) & (long["norm"] > 0)]  # a log scale cannot show zeros
+    spec = charts.lines(
+        long, x="layer", y="norm", color="gradient", title=f"{name}: gradient norms per layer (input → output)", log_y=True,
+        y_title="norm (log scale)",
+    )  # fmt: skip
+    st.vega_lite_chart(long, spec, width="stretch")
+    st.dataframe(rows[["layer", "act_grad_mean", "param_grad_mean", "dead_fraction"]], hide_index=True, width="stretch")
+
+
+def depth_section() -> None:
+    st.header("Depth experiment: vanishing and exploding gradients")
+    st.markdown(
+        "An MLP of depth *d* (width 64) multiplies one local Jacobian per layer, "
+        "diag(act′(zₗ)) Wₗ. The chart shows **‖∂L/∂h₁‖ / ‖∂L/∂h_d‖**: below 1 the gradient vanishes on its way "
+        "back to the first layer, above 1 it explodes. The sigmoid's derivative is at most 0.25, so its product "
+        "falls at least as fast as 0.25^(d−1) when the weights do not amplify."
+    )
+    c1, c2, c3, c4 = st.columns([2, 2, 3, 1])
+    acts = c1.multiselect("Activations", list(depth.ACTIVATIONS), default=list(depth.ACTIVATIONS), key="gf_acts")
+    inits = c2.multiselect("Initialisations", list(depth.INITS), default=DEFAULT_INITS, key="gf_inits")
+    max_d = c3.slider("Depth", 2, MAX_DEPTH, 10, key="gf_depth")
+    stage = c4.radio("Stage", ("init", "trained"), key="gf_stage", help="trained: after 5 Adam steps")
+    if not acts or not inits:
+        st.info("Choose at least one activation and one initialisation.")
+        return
+    records = []
+    total = len(acts) * len(inits) * max_d
+    bar = st.progress(0.0, text="Running the depth MLPs…")
+    done = 0
+    for a in acts:
+        for i in inits:
+            for d in range(1, max_d + 1):
+                at_init, trained = depth_point(a, i, d, 0)
+                r = at_init if stage == "init" else trained
+                records.append({"curve": f"{a} / {i}", "depth": d, "ratio": r.ratio})
+                done += 1
+            bar.progress(done / total, text=f"Running the depth MLPs… {done}/{total}")
+    bar.empty()
+    records += [{"curve": "0.25^(d−1) bound", "depth": d, "ratio": 0.25 ** (d - 1)} for d in range(1, max_d + 1)]
+    df = pd.DataFrame(records)
+    df = df[np.isfinite(df["ratio"]) & (df["ratio"] > 0)]
+    spec = charts.lines(
+        df, x="depth", y="ratio", color="curve", title=f"first-layer / last-layer gradient norm ({stage})", log_y=True,
+        y_title="‖∂L/∂h₁‖ / ‖∂L/∂h_d‖ (log scale)",
+    )  # fmt: skip
+    st.vega_lite_chart(df, spec, width="stretch")
+    deepest = df[df["depth"] == max_d].set_index("curve")["ratio"]
+    st.caption(
+        f"at depth {max_d}: " + ", ".join(f"{k} {v:.2g}" for k, v in deepest.items() if not k.startswith("0.25"))
+    )
+
+
+def neuron_section() -> None:
+    st.header("The single neuron, factor by factor")
+    st.markdown("z = w·x + b, ŷ = σ(z), L = (ŷ − y)²: **∂L/∂w = 2(ŷ − y) · σ′(z) · x**")
+    c = st.columns(4)
+    w = c[0].slider("w", -4.0, 4.0, 0.5, 0.1, key="gf_w")
+    b = c[1].slider("b", -4.0, 4.0, 0.0, 0.1, key="gf_b")
+    x = c[2].slider("x", -4.0, 4.0, 1.5, 0.1, key="gf_x")
+    y = c[3].slider("y", 0.0, 1.0, 1.0, 0.05, key="gf_y")
+    ex = chain_rule.single_neuron(w, b, x, y)
+    # The hand formulas of the primer, evaluated in plain Python floats beside JAX's factors.
+    z = w * x + b
+    s = 1.0 / (1.0 + math.exp(-z))
+    hand = [2 * (s - y), s * (1 - s), x]
+    table = pd.DataFrame(
+        {
+            "factor": [n for n, _ in ex.factors] + ["product (chain rule)", "jax.grad of L(w)"],
+            "JAX": [v for _, v in ex.factors] + [ex.chained, ex.autodiff],
+            "hand formula": [*hand, math.prod(hand), ex.closed_form],
+        }
+    )
+    table["difference"] = (table["JAX"] - table["hand formula"]).abs()
+    st.dataframe(
+        table,
+        hide_index=True,
+        width="stretch",
+        column_config={"difference": st.column_config.NumberColumn(format="%.1e")},
+    )
+    st.caption(
+        f"z = {z:.3f}, ŷ = {s:.4f}. σ′(z) ≤ 0.25 always (here {s * (1 - s):.4f}): one reason deep sigmoid chains vanish."
+    )
+
+
+def main() -> None:
+    st.title("Chain rule and gradient flow")
+    flow_section()
+    depth_section()
+    neuron_section()
+
+
+if __name__ == "__main__":
+    # st.navigation executes this file as __main__; run the imported module instead, so cached
+    # results hold classes that pickle by their real name (dashboard.gradflow.*) and definitions are made once.
+    from dashboard.gradflow import main as _main
+
+    _main()

@@ -1,0 +1,367 @@
+"""Robustness evaluation: accuracy against ε per attack, with the sanity checks that keep it honest.
+
+A robustness number is only as good as the attack behind it. Every
+evaluation runs the checks of Carlini et al. (2019) and AutoAttack's flags
+(Croce & Hein 2020) and reports each as passed, failed or skipped:
+
+* ``eps0_is_clean``: accuracy at ε = 0 equals clean accuracy.
+* ``monotone_in_eps``: accuracy does not rise with ε (beyond ``tol``).
+* ``iterative_beats_single_step``: an iterative attack is at least as strong as
+  FGSM of the same norm at every ε.
+* ``large_eps_reaches_chance``: at a large ε (half the input range) PGD drives
+  accuracy to chance ``1/K`` or below; otherwise suspect gradient masking.
+* ``loss_rises``: the mean loss at the attack's last iterate exceeds its first.
+* ``no_zero_gradients``: no example has an all-zero input gradient of the loss.
+* ``outputs_are_logits``: outputs do not look like probabilities (rows in
+  [0, 1] summing to 1), whose saturated softmax hides gradients.
+* ``label_source``: states whether the attack used predictions or ground truth.
+
+References:
+  Carlini et al. (2019), On evaluating adversarial robustness.
+  Croce & Hein (2020), Reliable evaluation of adversarial robustness with an ensemble of
+  diverse parameter-free attacks (AutoAttack).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explain.adversarial import attacks as A
+from explain.adversarial.sweep import SweepResult, check_eps, sweep
+from explain.gradients import input_gradients
+from explain.model import Model, as_model
+
+LabelChoice = Literal["predictions", "labels"]
+
+
+class Row(NamedTuple):
+    """One line of the robustness table: an attack at one ε over ``n`` examples."""
+
+    attack: str
+    norm: str
+    eps: float
+    n: int
+    accuracy: float  # against the ground truth y
+    success_rate: float  # flipped, among examples whose clean prediction equals the attack label
+    norm_mean: float
+    norm_median: float
+    label_source: str
+
+
+class Check(NamedTuple):
+    """``passed``: True, False, or None when the check could not run (``detail`` says why)."""
+
+    name: str
+    passed: bool | None
+    detail: str
+
+
+class RobustnessReport(NamedTuple):
+    model: str
+    rows: tuple[Row, ...]
+    checks: tuple[Check, ...]
+    clean_accuracy: float
+    chance: float
+    label_source: str
+    value_range: tuple[float, float] | None
+    sweeps: dict[str, SweepResult]
+
+    @property
+    def failed(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.passed is False)
+
+
+def _accuracy(logits: jax.Array, y: np.ndarray) -> float:
+    return float(np.mean(np.asarray(jnp.argmax(logits, axis=1)) == y))
+
+
+def table_rows(name: str, s: SweepResult, y: np.ndarray) -> list[Row]:
+    """Rows of the table for one sweep; accuracy is against the ground truth ``y``."""
+    labels = np.asarray(s.labels)
+    attackable = np.asarray(jnp.argmax(s.results[0].logits_clean, axis=1)) == labels
+    rows = []
+    for r in s.results:
+        succ = np.asarray(r.success)
+        norms = np.asarray(r.norms, np.float64)
+        rate = float(succ[attackable].mean()) if attackable.any() else float("nan")
+        rows.append(
+            Row(
+                name,
+                s.config.norm,
+                r.eps,
+                len(y),
+                _accuracy(r.logits_adv, y),
+                rate,
+                float(norms.mean()),
+                float(np.median(norms)),
+                s.label_source,
+            )
+        )
+    return rows
+
+
+def _check_eps0(rows: Sequence[Row], clean: float) -> Check:
+    at0 = [r for r in rows if r.eps == 0.0]
+    if not at0:
+        return Check("eps0_is_clean", None, "ε = 0 is not in the grid: not checked")
+    bad = [f"{r.attack}: {r.accuracy:.4f}" for r in at0 if abs(r.accuracy - clean) > 1e-12]
+    return Check(
+        "eps0_is_clean", not bad, f"clean accuracy {clean:.4f}" + (f"; at ε = 0 got {', '.join(bad)}" if bad else "")
+    )
+
+
+def _check_monotone(by_attack: Mapping[str, list[Row]], tol: float) -> Check:
+    bad = []
+    for name, rows in by_attack.items():
+        rows = sorted(rows, key=lambda r: r.eps)
+        bad += [
+            f"{name} {a.eps:.4g}->{b.eps:.4g}: {a.accuracy:.4f}->{b.accuracy:.4f}"
+            for a, b in zip(rows, rows[1:])
+            if b.accuracy > a.accuracy + tol
+        ]
+    return Check(
+        "monotone_in_eps",
+        not bad,
+        "accuracy falls or stays as ε grows" if not bad else "accuracy rises: " + "; ".join(bad),
+    )
+
+
+def _check_iterative(by_attack: Mapping[str, list[Row]], kinds: Mapping[str, A.AttackConfig], tol: float) -> Check:
+    singles = [n for n, c in kinds.items() if c.kind == "fgsm"]
+    iters = [n for n, c in kinds.items() if c.kind == "pgd"]
+    pairs = [(i, s) for i in iters for s in singles if kinds[i].norm == kinds[s].norm]
+    if not pairs:
+        return Check(
+            "iterative_beats_single_step", None, "needs an FGSM and an iterative attack of the same norm: not checked"
+        )
+    bad = []
+    for i, s in pairs:
+        fg = {r.eps: r.accuracy for r in by_attack[s]}
+        bad += [
+            f"{i} {r.eps:.4g}: {r.accuracy:.4f} > {s} {fg[r.eps]:.4f}"
+            for r in by_attack[i]
+            if r.eps in fg and r.accuracy > fg[r.eps] + tol
+        ]
+    return Check(
+        "iterative_beats_single_step", not bad, "iterative ≤ FGSM accuracy at every ε" if not bad else "; ".join(bad)
+    )
+
+
+def _check_loss_rises(sweeps: Mapping[str, SweepResult]) -> Check:
+    bad, seen = [], 0
+    for name, s in sweeps.items():
+        for r in s.results:
+            if r.eps > 0:
+                seen += 1
+                t = np.asarray(r.loss_trace)
+                if not t[-1] > t[0]:
+                    bad.append(f"{name} ε={r.eps:.4g}: {t[0]:.4g} -> {t[-1]:.4g}")
+    if not seen:
+        return Check("loss_rises", None, "no ε > 0: not checked")
+    return Check(
+        "loss_rises",
+        not bad,
+        "mean attack loss rises from first to last iterate" if not bad else "loss did not rise: " + "; ".join(bad),
+    )
+
+
+def _check_gradients(model: Model, x: jax.Array, labels: jax.Array, batch: int) -> Check:
+    zero = 0
+    for a in range(0, x.shape[0], batch):
+        g = input_gradients(model, x[a : a + batch], target="loss", labels=labels[a : a + batch]).values
+        zero += int(jnp.sum(jnp.all(g.reshape(g.shape[0], -1) == 0, axis=1)))
+    detail = f"{zero} of {x.shape[0]} examples have an all-zero input gradient of the loss"
+    return Check(
+        "no_zero_gradients",
+        zero == 0,
+        detail + ("" if zero == 0 else " (attacks cannot move them: gradient masking or dead units)"),
+    )
+
+
+def _check_logits(logits: jax.Array) -> Check:
+    out = np.asarray(logits, np.float64)
+    probs = out.min() >= 0 and out.max() <= 1 and np.allclose(out.sum(axis=1), 1.0, atol=1e-3)
+    detail = "outputs look like probabilities (rows in [0, 1] summing to 1): attack logits, since softmax saturation hides gradients"
+    return Check("outputs_are_logits", not probs, detail if probs else "outputs are unnormalised scores (logits)")
+
+
+def evaluate_robustness(
+    model: Model | Any,
+    x: Any,
+    y: Any,
+    *,
+    attacks: Mapping[str, A.AttackConfig],
+    eps: Sequence[float],
+    key: jax.Array,
+    label_source: LabelChoice = "predictions",
+    large_eps: float | None = None,
+    large_eps_examples: int = 256,
+    tol: float | None = None,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> RobustnessReport:
+    """Accuracy, success rate and perturbation norms per attack and ε, plus the sanity checks.
+
+    Args:
+      model: a classification :class:`~explain.model.Model`.
+      x: ``(N, *input_spec.shape)``; y: ``(N,)`` ground-truth classes (accuracy is always against ``y``).
+      attacks: name -> :class:`~explain.adversarial.attacks.AttackConfig`.
+      eps: the ε grid (include 0 to check the clean point).
+      key: PRNG key for random starts.
+      label_source: the labels attacks move away from: the model's ``"predictions"``
+        (default, no label leaking) or the ground-truth ``"labels"``.
+      large_eps: ε of the chance-level check; default half the input range (skipped without a range).
+      large_eps_examples: examples used by that check (the first ones).
+      tol: slack of the ordering checks, default one example (``1/N``).
+
+    Returns:
+      :class:`RobustnessReport`; ``report.failed`` lists the failed checks.
+    """
+    if label_source not in ("predictions", "labels"):
+        raise ValueError(f"unknown label_source {label_source!r}; expected 'predictions' or 'labels'")
+    if not attacks:
+        raise ValueError("expected at least one attack in attacks=")
+    eps = sorted(check_eps(eps))
+    model = as_model(model)
+    y = np.asarray(y)
+    n = np.shape(x)[0]
+    if y.shape != (n,):
+        raise ValueError(f"expected y of shape ({n},) (ground-truth classes), got {y.shape}")
+    tol = 1.0 / n if tol is None else tol
+    labels = y if label_source == "labels" else None
+    sweeps, rows = {}, []
+    for i, (name, cfg) in enumerate(attacks.items()):
+        s = sweep(
+            model,
+            x,
+            eps,
+            config=cfg,
+            key=jax.random.fold_in(key, i),
+            labels=labels,
+            batch_size=batch_size,
+            keep_inputs=False,
+            progress=progress,
+        )
+        sweeps[name] = s
+        rows += table_rows(name, s, y)
+    first = next(iter(sweeps.values()))
+    logits = first.results[0].logits_clean
+    clean = _accuracy(logits, y)
+    k = model.num_outputs
+    by_attack = {name: [r for r in rows if r.attack == name] for name in attacks}
+    checks = [
+        _check_eps0(rows, clean),
+        _check_monotone(by_attack, tol),
+        _check_iterative(by_attack, attacks, tol),
+        _check_large_eps(model, x, y, attacks, large_eps, large_eps_examples, key, labels, batch_size, 1.0 / k),
+        _check_loss_rises(sweeps),
+        _check_gradients(model, model.input_spec.validate(x), first.labels, batch_size or 256),
+        _check_logits(logits),
+        Check(
+            "label_source",
+            True,
+            f"attacks move away from the model's {label_source}"
+            + (" (ground truth)" if label_source == "labels" else " (no label leaking)"),
+        ),
+    ]
+    return RobustnessReport(
+        model.name, tuple(rows), tuple(checks), clean, 1.0 / k, label_source, model.input_spec.value_range, sweeps
+    )
+
+
+def _check_large_eps(model, x, y, attacks, large_eps, m, key, labels, batch_size, chance) -> Check:
+    vr = model.input_spec.value_range
+    if large_eps is None:
+        if vr is None:
+            return Check(
+                "large_eps_reaches_chance", None, "no input range declared and no large_eps given: not checked"
+            )
+        large_eps = 0.5 * (vr[1] - vr[0])
+    iters = [c for c in attacks.values() if c.kind == "pgd"]
+    cfg = max(iters, key=lambda c: c.steps * c.restarts) if iters else A.AttackConfig("pgd", steps=20)
+    cfg = A.AttackConfig(
+        "pgd", norm=cfg.norm, steps=cfg.steps, rel_step_size=cfg.rel_step_size, random_start=True, restarts=cfg.restarts
+    )
+    sub = slice(0, min(m, len(y)))
+    if cfg.norm == "l2" and vr is not None:  # half the range per coordinate, as an L2 radius
+        large_eps = large_eps * float(np.sqrt(np.prod(model.input_spec.shape)))
+    s = sweep(
+        model,
+        np.asarray(x)[sub],
+        [large_eps],
+        config=cfg,
+        key=jax.random.fold_in(key, 10_000),
+        labels=None if labels is None else labels[sub],
+        batch_size=batch_size,
+        keep_inputs=False,
+    )
+    acc = _accuracy(s.results[0].logits_adv, y[sub])
+    ok = acc <= chance + 1e-12
+    detail = f"PGD-{cfg.steps} {cfg.norm} at ε = {large_eps:.4g} on {len(y[sub])} examples: accuracy {acc:.4f} vs chance {chance:.4f}"
+    return Check(
+        "large_eps_reaches_chance", ok, detail + ("" if ok else " (suspect gradient masking or a weak attack)")
+    )
+
+
+def write_csv(report: RobustnessReport, path: str | Path) -> Path:
+    """The table, one row per attack and ε, with the clean accuracy and label source on every row."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["model", *Row._fields, "clean_accuracy", "chance"])
+        for r in report.rows:
+            w.writerow([report.model, *r, report.clean_accuracy, report.chance])
+    return path
+
+
+def plot(report: RobustnessReport, path: str | Path) -> Path:
+    """Accuracy against ε, one line per attack, chance as a dashed line; saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scale = 255.0 if report.value_range == (0.0, 1.0) else 1.0
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for name in dict.fromkeys(r.attack for r in report.rows):
+        rows = sorted((r for r in report.rows if r.attack == name), key=lambda r: r.eps)
+        ax.plot([r.eps * scale for r in rows], [r.accuracy for r in rows], marker="o", label=f"{name} ({rows[0].norm})")
+    ax.axhline(report.chance, ls="--", c="gray", lw=1, label="chance")
+    ax.set_xlabel("ε × 255" if scale == 255.0 else "ε")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{report.model}: accuracy under attack (labels: {report.label_source})", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def format_report(report: RobustnessReport) -> str:
+    """A plain-text table and the checks, for the terminal."""
+    lines = [
+        f"model {report.model}: clean accuracy {report.clean_accuracy:.4f}, chance {report.chance:.4f}, "
+        f"attack labels: {report.label_source}, input range: {report.value_range or 'none declared (adversarials not clipped)'}",
+        f"{'attack':<10}{'norm':<6}{'eps':>10}{'eps*255':>9}{'accuracy':>10}{'success':>9}{'norm_mean':>11}{'norm_med':>10}",
+    ]
+    for r in report.rows:
+        lines.append(
+            f"{r.attack:<10}{r.norm:<6}{r.eps:>10.5f}{r.eps * 255:>9.2f}{r.accuracy:>10.4f}{r.success_rate:>9.4f}{r.norm_mean:>11.5f}{r.norm_median:>10.5f}"
+        )
+    lines.append("sanity checks:")
+    for c in report.checks:
+        mark = {True: "ok  ", False: "FAIL", None: "skip"}[c.passed]
+        lines.append(f"  [{mark}] {c.name}: {c.detail}")
+    return "\n".join(lines)

@@ -1,0 +1,201 @@
+"""Saliency explorer page, driven through AppTest: every control changed at least once."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import models
+
+PAGE = None  # the default page of app.py
+
+
+@pytest.fixture(scope="module")
+def at(ui):
+    return ui.open_page(PAGE)
+
+
+def prediction_line(ui, at) -> str:
+    lines = [t for t in ui.texts(at) if t.startswith("**Prediction: ")]
+    assert len(lines) == 1, ui.texts(at)
+    return lines[0]
+
+
+def matching(ui, at) -> int:
+    (line,) = [t for t in ui.texts(at) if t.endswith("images match")]
+    return int(line.split()[0])
+
+
+def test_test_image_filters_and_target(ui, at):
+    ui.no_errors(at)
+    b = models.load("shapes_cnn")
+    n = len(b.dataset.test)
+    assert matching(ui, at) == n
+
+    at.multiselect(key="sal_classes").set_value(["star"]).run()
+    ui.no_errors(at)
+    n_star = int((b.dataset.test.y == b.model.class_names.index("star")).sum())
+    assert matching(ui, at) == n_star
+    assert "true label: star" in prediction_line(ui, at)
+
+    at.radio(key="sal_correct").set_value("incorrect").run()
+    ui.no_errors(at)
+    wrong = matching(ui, at)
+    at.radio(key="sal_correct").set_value("correct").run()
+    assert matching(ui, at) + wrong == n_star
+    line = prediction_line(ui, at)
+    assert line.startswith("**Prediction: star (") and "true label: star" in line
+
+    at.number_input(key="sal_pos").set_value(3).run()
+    ui.no_errors(at)
+    assert "test image #" in prediction_line(ui, at)
+
+    # Top-5 chart: at most 5 bars, probabilities summing to <= 1, sorted.
+    (spec, df), *_ = ui.charts(at)
+    assert len(df) == min(5, len(b.model.class_names))
+    p = df["probability"].to_numpy()
+    assert np.all(np.diff(p) <= 0) and 0.99 <= p.sum() <= 1.0 + 1e-6
+
+    at.selectbox(key="sal_target").set_value("square").run()
+    ui.no_errors(at)
+    assert "gradient for 'square'" in ui.captions(at)
+
+
+def test_display_controls_change_the_overlay(ui, at):
+    def overlay_url():
+        return [i.url for el in at.get("image") for i in el.proto.imgs if i.caption.startswith("gradient for")][0]
+
+    before = overlay_url()
+    at.slider(key="sal_alpha").set_value(0.2).run()
+    ui.no_errors(at)
+    after_alpha = overlay_url()
+    at.slider(key="sal_pct").set_value(95.0).run()
+    ui.no_errors(at)
+    assert len({before, after_alpha, overlay_url()}) == 3  # each change re-rendered a different image
+
+
+def png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_good_and_bad_files(ui, at):
+    at.radio(key="sal_source").set_value("upload").run()
+    ui.no_errors(at)
+    assert any("Upload an image" in i.value for i in at.info)
+
+    rgba = Image.new("RGBA", (200, 100), (255, 0, 0, 128))
+    at.file_uploader(key="sal_upload").set_value(("red.png", png(rgba), "image/png")).run()
+    ui.no_errors(at)
+    assert "upload red.png" in prediction_line(ui, at)
+    steps = " ".join(ui.texts(at))
+    assert "alpha composited onto white" in steps and "centre-cropped 200x100 -> 100x100" in steps
+    assert any(c.startswith("gradient for") for c in ui.captions(at))
+
+    bad = {
+        "empty.png": b"",
+        "notes.png": b"this is text, not an image\n",
+        "cut.png": png(Image.new("RGB", (300, 300), (1, 2, 3)))[:60],
+        "huge.png": png(Image.new("L", (8000, 5000), 0)),  # 40 megapixels, a few kB
+    }
+    for fname, data in bad.items():
+        at.file_uploader(key="sal_upload").set_value((fname, data, "image/png")).run()
+        assert not at.exception
+        assert len(at.error) == 1 and at.error[0].value.startswith(f"{fname}: "), fname
+        assert not [t for t in ui.texts(at) if t.startswith("**Prediction")]
+
+    # The app keeps running: a good file afterwards works again.
+    at.file_uploader(key="sal_upload").set_value(("red.png", png(rgba), "image/png")).run()
+    ui.no_errors(at)
+
+
+def test_digits_upload_with_invert(ui):
+    at = ui.open_page(PAGE)
+    at.multiselect(key="sal_methods").set_value(["gradient"]).run()
+    at.selectbox(key="sal_model").set_value("digits_cnn").run()
+    at.radio(key="sal_source").set_value("upload").run()
+    img = Image.new("L", (80, 80), 255)
+    img.paste(0, (30, 10, 50, 70))  # a dark "1" on white paper
+    at.file_uploader(key="sal_upload").set_value(("one.png", png(img), "image/png")).run()
+    ui.no_errors(at)
+    assert "upload one.png" in prediction_line(ui, at)
+
+    def input_url():
+        return [i.url for el in at.get("image") for i in el.proto.imgs if i.caption.startswith("input")][0]
+
+    plain = input_url()
+    at.checkbox(key="sal_invert").check().run()
+    ui.no_errors(at)
+    assert "inverted (255 - v)" in " ".join(ui.texts(at))
+    assert input_url() != plain  # the model now sees light ink on a dark background
+
+
+def map_captions(ui, at) -> list[str]:
+    return [c for c in ui.captions(at) if " for '" in c]
+
+
+def test_methods_side_by_side_with_parameters(ui, at):
+    at.radio(key="sal_source").set_value("test image").run()
+    at.selectbox(key="sal_target").set_value("predicted").run()
+    methods = ["gradient", "smoothgrad", "integrated_gradients", "grad_cam"]
+    at.multiselect(key="sal_methods").set_value(methods).run()
+    ui.no_errors(at)
+    assert [c.split(" for ")[0] for c in map_captions(ui, at)] == methods
+    assert len(at.get("download_button")) == 2 * len(methods)
+    captions = [c.value for c in at.caption]
+    assert "steps=50, rule=gauss_legendre, baseline=zero" in captions
+    (delta,) = [c for c in captions if c.startswith("convergence δ = ")]
+
+    # Each parameter change reaches the method: captions echo it, and IG's delta moves with the steps.
+    at.slider(key="sal_opt_integrated_gradients_steps").set_value(8).run()
+    at.selectbox(key="sal_opt_integrated_gradients_rule").set_value("riemann_left").run()
+    at.selectbox(key="sal_opt_integrated_gradients_baseline").set_value("blur").run()
+    at.slider(key="sal_opt_smoothgrad_n_samples").set_value(5).run()
+    at.slider(key="sal_opt_smoothgrad_noise_level").set_value(0.3).run()
+    at.selectbox(key="sal_opt_grad_cam_layer").set_value("block3").run()
+    ui.no_errors(at)
+    captions = [c.value for c in at.caption]
+    assert "steps=8, rule=riemann_left, baseline=blur" in captions
+    assert "n_samples=5, noise_level=0.3" in captions and "layer=block3" in captions
+    (delta8,) = [c for c in captions if c.startswith("convergence δ = ")]
+    assert delta8 != delta
+
+    def url(method):
+        return [i.url for el in at.get("image") for i in el.proto.imgs if i.caption.startswith(method + " for")][0]
+
+    sg = url("smoothgrad")
+    at.number_input(key="sal_seed").set_value(7).run()
+    assert url("smoothgrad") != sg  # another key, other noise
+    grad = url("gradient")
+    at.selectbox(key="sal_cmap").set_value("viridis").run()
+    assert url("gradient") != grad
+    grad = url("gradient")
+    at.checkbox(key="sal_signed").check().run()
+    ui.no_errors(at)
+    assert url("gradient") != grad
+
+
+def test_method_error_is_shown_not_raised(ui, at, monkeypatch):
+    from dashboard import saliency
+
+    def bad(*a, **k):
+        raise ValueError("expected steps >= 2, got 1")
+
+    monkeypatch.setitem(saliency.registry.METHODS, "broken", saliency.registry.MethodInfo(bad, {"steps": 1}, True))
+    at.multiselect(key="sal_methods").set_value(["gradient", "broken"]).run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["broken: expected steps >= 2, got 1"]
+    assert len(map_captions(ui, at)) == 1 and map_captions(ui, at)[0].startswith("gradient for")
+
+
+def test_downloads_roundtrip():
+    from dashboard import saliency
+
+    a = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    np.testing.assert_array_equal(np.load(io.BytesIO(saliency.npy_bytes(a))), a)
+    img = Image.new("RGB", (4, 4), (1, 2, 3))
+    assert Image.open(io.BytesIO(saliency.png_bytes(img))).getpixel((0, 0)) == (1, 2, 3)

@@ -1,0 +1,260 @@
+"""Attacks: constraints (hypothesis), FGSM's closed form, PGD keeps the best iterate, CleverHans's known mistakes, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from testlib import to_float64
+
+import explain
+from explain.adversarial import attacks as A
+from explain.adversarial import bim, fgsm, pgd, sweep
+from explain.targets import resolve
+
+
+def linear_model(shape, k=3, *, seed=0, value_range=(0.0, 1.0), scale=3.0) -> explain.Model:
+    """Logits ``W·vec(x) + b``: ∂CE/∂x = Wᵀ(softmax − onehot) in closed form."""
+    d = int(np.prod(shape))
+    rng = np.random.default_rng(seed)
+    params = {
+        "w": jnp.asarray(rng.normal(size=(d, k)) * scale / np.sqrt(d), jnp.float32),
+        "b": jnp.asarray(rng.normal(size=k), jnp.float32),
+    }
+
+    def apply(p, x):
+        return x.reshape(x.shape[0], -1) @ p["w"] + p["b"]
+
+    return explain.Model(apply, params, explain.InputSpec(tuple(shape), value_range), name=f"linear{k}")
+
+
+_MODELS: dict = {}
+
+
+def cached_linear(shape, k=3):
+    # one Model object per shape, so jit caches are reused across hypothesis examples
+    if (shape, k) not in _MODELS:
+        _MODELS[(shape, k)] = linear_model(shape, k)
+    return _MODELS[(shape, k)]
+
+
+def ce_grad(model, x, labels):
+    """Closed-form ∂CE/∂x of the linear model."""
+    w, b = (np.asarray(model.params[n], np.float64) for n in ("w", "b"))
+    z = x.reshape(len(x), -1) @ w + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    p[np.arange(len(x)), labels] -= 1
+    return (p @ w.T).reshape(x.shape)
+
+
+def ce(model, x, labels):
+    z = np.asarray(model.apply(model.params, jnp.asarray(x)), np.float64)
+    z = z - z.max(1, keepdims=True)
+    return -(z[np.arange(len(x)), labels] - np.log(np.exp(z).sum(1)))
+
+
+shapes = st.sampled_from([(4,), (3, 3, 2)])
+norms = st.sampled_from(["linf", "l2"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=shapes, eps=st.floats(0.0, 0.6), steps=st.integers(1, 4), norm=norms, seed=st.integers(0, 2**16))
+def test_pgd_stays_in_ball_and_range_and_never_below_clean_loss(shape, eps, steps, norm, seed):
+    n = 3  # fixed so that hypothesis's examples share compiled shapes (the step count never recompiles)
+    model = cached_linear(shape)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, size=(n, *shape)).astype(np.float32)
+    x[:, ..., 0] = rng.choice([0.0, 1.0], size=x[:, ..., 0].shape)  # pixels on the range's edges
+    r = pgd(model, x, eps=eps, key=jax.random.key(seed), steps=steps, norm=norm)
+    delta = np.asarray(r.clipped, np.float64) - x
+    assert np.all(A.perturbation_norm(jnp.asarray(delta), norm) <= eps + 1e-6)
+    assert r.clipped.min() >= 0.0 and r.clipped.max() <= 1.0
+    labels = np.asarray(jnp.argmax(r.logits_clean, 1))
+    assert np.all(ce(model, np.asarray(r.clipped), labels) >= ce(model, x, labels) - 1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(shape=shapes, eps=st.floats(0.0, 0.3), norm=norms, seed=st.integers(0, 2**16))
+def test_fgsm_in_ball_and_range_and_equals_eps_sign_grad_where_not_clipped(shape, eps, norm, seed):
+    n = 3
+    model = cached_linear(shape)
+    x = np.random.default_rng(seed).uniform(0, 1, size=(n, *shape)).astype(np.float32)
+    r = fgsm(model, x, eps=eps, norm=norm)
+    labels = np.asarray(jnp.argmax(r.logits_clean, 1))
+    g = ce_grad(model, x.astype(np.float64), labels)
+    delta = np.asarray(r.clipped, np.float64) - x
+    assert np.all(np.asarray(r.norms) <= eps + 1e-6)
+    assert r.clipped.min() >= 0.0 and r.clipped.max() <= 1.0
+    free = (np.asarray(r.raw) >= 0) & (np.asarray(r.raw) <= 1)
+    if norm == "linf":
+        expected = eps * np.sign(g)
+    else:
+        expected = eps * g / np.linalg.norm(g.reshape(n, -1), axis=1).reshape((n,) + (1,) * len(shape))
+    np.testing.assert_allclose(delta[free], expected[free], atol=2e-6)
+    np.testing.assert_allclose(np.asarray(r.raw) - x, expected, atol=2e-6)
+
+
+def test_fgsm_matches_finite_differences_in_float64(linen_cnn):
+    with jax.enable_x64(True):
+        m = to_float64(linen_cnn)
+        x = np.asarray(jax.random.uniform(jax.random.key(3), (2, 8, 8, 3), jnp.float64)) * 0.5 + 0.25
+        r = fgsm(m, x, eps=0.01)
+        y = np.asarray(jnp.argmax(r.logits_clean, 1))
+        fn, aux, _ = resolve(m, "loss", 2, labels=y)
+        for i in range(2):
+            from testlib import central_difference
+
+            f = jax.jit(lambda xi, i=i: fn(m.apply(m.params, xi[None]), aux[i : i + 1])[0])
+            gi = central_difference(f, x[i])
+            big = np.abs(gi) > 1e-7  # the sign of a vanishing coordinate is noise
+            np.testing.assert_array_equal(np.sign(np.asarray(r.clipped[i]) - x[i])[big], np.sign(gi)[big])
+
+
+def test_targeted_fgsm_lowers_the_loss_towards_the_target():
+    m = linear_model((3, 3, 2), k=4, value_range=None)
+    x = np.random.default_rng(1).uniform(0, 1, (6, 3, 3, 2)).astype(np.float32)
+    t = np.array([0, 1, 2, 3, 0, 1])
+    r = fgsm(m, x, eps=0.05, targets=t)
+    g = ce_grad(m, x.astype(np.float64), t)
+    np.testing.assert_allclose(np.asarray(r.clipped) - x, -0.05 * np.sign(g), atol=1e-6)
+    assert np.all(ce(m, np.asarray(r.clipped), t) < ce(m, x, t))
+
+
+def test_l2_step_is_per_example_and_of_length_alpha():
+    # CleverHans mistake: the L2 step normalised over the wrong axes, so examples with
+    # small gradients barely moved. Here every example moves exactly α = ε along g/‖g‖.
+    m = linear_model((4, 4, 1), k=3, value_range=None)
+    x = np.random.default_rng(0).normal(size=(3, 4, 4, 1)).astype(np.float32)
+    x[1] *= 40.0  # a saturated example: a gradient whose squares underflow in float32
+    y = np.asarray(jnp.argmax(m.apply(m.params, jnp.asarray(x)), 1))
+    fn, aux, _ = resolve(m, "loss", 3, labels=y)
+    cfg = A.AttackConfig("pgd", norm="l2", steps=1, rel_step_size=1.0, random_start=False, keep_best=False)
+    eps = jnp.full((3,), 0.5)
+    res = A.pgd_pure(
+        m.apply, fn, m.params, jnp.asarray(x), aux, eps, jax.random.split(jax.random.key(0), 3), config=cfg
+    )
+    delta = np.asarray(res.x_adv) - x
+    np.testing.assert_allclose(np.linalg.norm(delta.reshape(3, -1), axis=1), 0.5, rtol=1e-5)
+    g = ce_grad(m, x.astype(np.float64), y)
+    unit = g.reshape(3, -1) / np.linalg.norm(g.reshape(3, -1), axis=1, keepdims=True)
+    np.testing.assert_allclose(delta.reshape(3, -1), 0.5 * unit, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_random_start_inside_ball_and_range(norm):
+    # CleverHans mistake: the random start was drawn in the ball but not clipped to the input range.
+    x = jnp.concatenate([jnp.zeros((50, 6, 6, 1)), jnp.ones((50, 6, 6, 1))])
+    eps = jnp.full((100,), 0.3 if norm == "linf" else 2.0)
+    keys = jax.random.split(jax.random.key(0), 100)
+    delta = jax.jit(A.random_start, static_argnums=3)(keys, x, eps, norm)
+    assert np.all(A.perturbation_norm(delta, norm) <= eps + 1e-6)
+    assert np.all(A.perturbation_norm(delta, norm) > 0)
+    x0 = A.constrain(x, x + delta, eps, norm, (0.0, 1.0))
+    assert x0.min() >= 0 and x0.max() <= 1
+    assert np.all(A.perturbation_norm(x0 - x, norm) <= eps + 1e-6)
+    if norm == "l2":  # uniform in the d-ball: E‖δ‖ = ε·d/(d+1)
+        np.testing.assert_allclose(float(A.perturbation_norm(delta, norm).mean()), 2.0 * 36 / 37, rtol=0.02)
+
+
+def test_num_classes_read_from_model_not_from_labels():
+    # CleverHans mistake: the class count came from the batch's labels.
+    m = linear_model((4,), k=5)
+    x = np.random.default_rng(0).uniform(0, 1, (4, 4)).astype(np.float32)
+    r = fgsm(m, x, eps=0.1, labels=np.array([0, 1, 0, 1]), targets=None)
+    assert r.logits_adv.shape == (4, 5)
+    fgsm(m, x, eps=0.1, targets=np.array([4, 4, 4, 4]))  # class 4 exists although no label is 4
+    with pytest.raises(ValueError, match="class index 5 out of range; model 'linear5' has 5 classes"):
+        fgsm(m, x, eps=0.1, targets=5)
+
+
+def test_labels_default_to_predictions_and_source_is_stated():
+    m = cached_linear((4,))
+    x = np.random.default_rng(0).uniform(0, 1, (5, 4)).astype(np.float32)
+    s = sweep(m, x, [0.1], config=A.AttackConfig("fgsm"))
+    assert s.label_source == "predictions"
+    np.testing.assert_array_equal(s.labels, jnp.argmax(s.results[0].logits_clean, 1))
+    y = np.array([0, 1, 2, 0, 1])
+    assert sweep(m, x, [0.1], config=A.AttackConfig("fgsm"), labels=y).label_source == "labels"
+    assert sweep(m, x, [0.1], config=A.AttackConfig("fgsm"), targets=y).targeted
+
+
+def test_restarts_keep_the_worst_case_per_example():
+    m = cached_linear((3, 3, 2))
+    x = np.random.default_rng(2).uniform(0, 1, (3, 3, 3, 2)).astype(np.float32)
+    one = pgd(m, x, eps=0.1, key=jax.random.key(5), steps=3, restarts=1)
+    three = pgd(m, x, eps=0.1, key=jax.random.key(5), steps=3, restarts=3)
+    y = np.asarray(jnp.argmax(one.logits_clean, 1))
+    s1, s3 = np.asarray(one.success), np.asarray(three.success)
+    assert np.all(s3 >= s1)
+    same = s1 == s3
+    assert np.all(ce(m, np.asarray(three.clipped), y)[same] >= ce(m, np.asarray(one.clipped), y)[same] - 1e-6)
+
+
+def test_same_key_same_result_whatever_the_chunking():
+    m = cached_linear((3, 3, 2))
+    x = np.random.default_rng(3).uniform(0, 1, (5, 3, 3, 2)).astype(np.float32)
+    a = pgd(m, x, eps=0.1, key=jax.random.key(1), steps=3, batch_size=5)
+    b = pgd(m, x, eps=0.1, key=jax.random.key(1), steps=3, batch_size=3)
+    np.testing.assert_allclose(a.clipped, b.clipped, atol=1e-6)
+    c = pgd(m, x, eps=0.1, key=jax.random.key(2), steps=3, batch_size=5)
+    assert not np.allclose(a.clipped, c.clipped)
+
+
+def test_bim_is_deterministic_and_moves_within_budget():
+    m = cached_linear((3, 3, 2))
+    x = np.random.default_rng(4).uniform(0, 1, (4, 3, 3, 2)).astype(np.float32)
+    a, b = bim(m, x, eps=0.05, steps=3), bim(m, x, eps=0.05, steps=3)
+    np.testing.assert_array_equal(a.clipped, b.clipped)
+    assert np.all(np.asarray(a.norms) <= 0.05 + 1e-6)
+
+
+def test_training_perturbation_runs_inside_jit():
+    m = cached_linear((3, 3, 2))
+    fn, _, _ = resolve(m, "loss", 1, labels=np.zeros(1, int))
+    cfg = A.AttackConfig("pgd", steps=1, rel_step_size=1.25, random_start=True)  # FGSM-RS
+    perturb = A.perturbation(m.apply, fn, eps=0.1, config=cfg, value_range=(0.0, 1.0))
+    x = jnp.asarray(np.random.default_rng(5).uniform(0, 1, (8, 3, 3, 2)), jnp.float32)
+    xa = jax.jit(perturb)(m.params, x, jnp.zeros(8, jnp.int32), jax.random.key(0))
+    assert np.all(A.perturbation_norm(xa - x, "linf") <= 0.1 + 1e-6) and xa.min() >= 0 and xa.max() <= 1
+    assert not np.allclose(xa, x)
+
+
+def test_no_range_means_no_clipping():
+    m = linear_model((4,), value_range=None)
+    x = np.ones((2, 4), np.float32)
+    r = fgsm(m, x, eps=0.5)
+    np.testing.assert_array_equal(r.raw, r.clipped)
+    assert float(np.abs(np.asarray(r.clipped) - x).max()) == pytest.approx(0.5)
+
+
+def test_bad_input_raises_before_compiling():
+    m = cached_linear((4,))
+    x = np.zeros((2, 4), np.float32)
+    key = jax.random.key(0)
+    with pytest.raises(ValueError, match=r"expected eps >= 0 \(finite\), got -0.1"):
+        fgsm(m, x, eps=-0.1)
+    with pytest.raises(ValueError, match="unknown norm 'l1'; expected one of"):
+        pgd(m, x, eps=0.1, key=key, norm="l1")
+    with pytest.raises(ValueError, match="class index 3 out of range; model 'linear3' has 3 classes"):
+        fgsm(m, x, eps=0.1, targets=np.array([0, 3]))
+    with pytest.raises(ValueError, match="class index -1 out of range"):
+        fgsm(m, x, eps=0.1, labels=np.array([-1, 0]))
+    reg = dataclasses.replace(m, output_kind="regression")
+    with pytest.raises(ValueError, match="need a classification model .* 'linear3' is a regression model"):
+        pgd(reg, x, eps=0.1, key=key)
+    with pytest.raises(ValueError, match="not both"):
+        fgsm(m, x, eps=0.1, labels=np.array([0, 1]), targets=np.array([1, 0]))
+    with pytest.raises(ValueError, match="needs an explicit key"):
+        pgd(m, x, eps=0.1, key=None)
+    with pytest.raises(ValueError, match="expected steps >= 1"):
+        pgd(m, x, eps=0.1, key=key, steps=0)
+    with pytest.raises(ValueError, match=r"expected x of shape \(N, 4\)"):
+        fgsm(m, np.zeros((2, 5), np.float32), eps=0.1)
+    with pytest.raises(ValueError, match="expected eps as a number or a non-empty list"):
+        sweep(m, x, [], config=A.AttackConfig("fgsm"))

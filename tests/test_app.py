@@ -1,0 +1,79 @@
+"""The entry point: navigation, the default page on every shipped image model, and the error guard."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import models
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+os.environ.setdefault("DASHBOARD_JAX_CACHE", str(ROOT / "build" / "jax-cache"))  # see tests/dashboard/conftest.py
+TIMEOUT = 60  # first run compiles the forward and backward passes
+
+
+@pytest.fixture(scope="module")
+def app() -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    return at
+
+
+def checkpoint_missing(name: str) -> bool:
+    return not models.SPECS[name].checkpoint_path.exists()
+
+
+@pytest.mark.parametrize("name", models.IMAGE_MODELS)
+def test_default_page_explains_each_image_model(app: AppTest, name: str):
+    if checkpoint_missing(name):
+        pytest.skip(f"{name}: no checkpoint shipped yet ({models.SPECS[name].checkpoint_path.name})")
+    app.selectbox(key="sal_model").set_value(name).run()
+    assert not app.exception
+    assert not app.error
+    classes = models.load(name).model.class_names
+    texts = [m.value for m in app.markdown]
+    pred = [t for t in texts if t.startswith("**Prediction: ")]
+    assert len(pred) == 1
+    assert any(f"Prediction: {c} (" in pred[0] for c in classes)
+    captions = [i.caption for img in app.get("image") for i in img.proto.imgs]
+    assert any(c.startswith("gradient for '") for c in captions), captions
+
+
+def test_unloadable_model_shows_error_not_traceback(monkeypatch):
+    from dashboard import state
+
+    real_load = models.load
+
+    def load(name):
+        if name == "broken_cnn":
+            raise models.CheckpointError(f"{name}: checksum mismatch")
+        return real_load(name)
+
+    # A name no cache has seen, so the failing load really runs.
+    monkeypatch.setattr(state, "image_models", lambda: ("broken_cnn", *models.IMAGE_MODELS))
+    monkeypatch.setattr(models, "load", load)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    assert any("broken_cnn could not be loaded" in e.value and "checksum mismatch" in e.value for e in at.error)
+
+
+def test_unexpected_error_is_a_message_not_a_traceback(monkeypatch):
+    from dashboard import state
+
+    def boom(name):
+        raise RuntimeError("simulated failure deep inside a page")
+
+    monkeypatch.setattr(state, "test_predictions", boom)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    (err,) = at.error
+    assert "unexpected error (RuntimeError)" in err.value and "simulated failure" not in err.value
+    # The other pages still work in the same session.
+    at.switch_page("dashboard/gradflow.py").run()
+    assert not at.exception and not at.error
