@@ -1,8 +1,12 @@
 """Every shipped checkpoint loads, validates, and meets its target on its test split."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+from testlib import to_float64
 
+import explain
 import models
 from models.registry import SPECS, get_spec
 from models.train import metric, predict
@@ -62,3 +66,67 @@ def test_checkpoint_of_another_model_is_rejected(tmp_path):
     with pytest.raises(CheckpointError, match=r"x\.msgpack: .*(shape|missing|unexpected)"):
         models.load("shapes_cnn", checkpoint_path=tmp_path / "x.msgpack")
     assert predict is not None
+
+
+TARGET_KINDS = {
+    "logit[pred]": lambda b: "pred",
+    "logit[class]": lambda b: 0,
+    "prob": lambda b: explain.targets.class_score(1, "prob"),
+    "log_prob": lambda b: explain.targets.class_score("pred", "log_prob"),
+    "loss": lambda b: explain.targets.loss(np.array([0, 1])),
+    "custom": lambda b: explain.targets.custom(lambda o: jnp.sin(o / 10).sum(axis=1)),
+}
+REGRESSION_KINDS = {
+    "output": lambda b: explain.targets.output(0),
+    "loss": lambda b: explain.targets.loss(b.dataset.test.y[:2]),
+    "custom": lambda b: explain.targets.custom(lambda o: jnp.sin(o[:, 0])),
+}
+
+
+def _cases():
+    for name in SHIPPED:
+        kinds = REGRESSION_KINDS if SPECS[name].dataset == "friedman1" else TARGET_KINDS
+        for kind in kinds:
+            yield pytest.param(name, kinds[kind], id=f"{name}-{kind}")
+
+
+@pytest.mark.parametrize("name, make_target", list(_cases()))
+def test_input_gradients_of_shipped_models_match_central_differences(name, make_target):
+    """float64 central differences along every coordinate (small inputs) or 48 random ones and 4 random directions."""
+    bundle = models.load(name)
+    with jax.enable_x64(True):
+        model = to_float64(bundle.model)
+        # ReLU nets with max-pooling are piecewise linear: at an exact tie (digits have
+        # uniform regions, so equal conv outputs share a pooling window) there is no
+        # derivative to check. A 1e-4 jitter moves the point off the tie set.
+        # The two least confident test samples: at a saturated softmax the log-prob and
+        # the loss are flat to below float64 resolution, and there is nothing to compare.
+        test = bundle.dataset.test
+        out = np.asarray(bundle.model.apply(bundle.model.params, test.x[:200]))
+        top2 = np.sort(out, axis=1)[:, -2:] if out.shape[1] > 1 else np.zeros((len(out), 2))
+        rows = np.argsort(top2[:, 1] - top2[:, 0])[:2]
+        u = np.random.default_rng(1).uniform(-1, 1, (2, *test.x.shape[1:]))
+        x = 1e-4 + (1 - 2e-4) * np.asarray(test.x[rows], np.float64) + 0.5e-4 * u  # stays inside [0, 1]
+        target = make_target(bundle)
+        g = np.asarray(explain.input_gradients(model, x, target=target).values)
+        fn, aux, _ = explain.targets.resolve(model, target, 2)
+        rng = np.random.default_rng(0)
+        d = x[0].size
+        coords = np.eye(d) if d <= 64 else np.eye(d)[rng.choice(d, 48, replace=False)]
+        normal = rng.normal(size=(4, d))
+        dirs = np.concatenate([coords, normal / np.linalg.norm(normal, axis=1, keepdims=True)])
+        dirs = dirs.reshape(-1, *x.shape[1:])  # unit steps: an ε-step crosses no kink
+        eps = 1e-6
+
+        @jax.jit
+        def f(points):  # target of sample 0 at each point, sample 1 held fixed
+            batch = jnp.stack([points, jnp.broadcast_to(x[1], points.shape)], axis=1).reshape(-1, *x.shape[1:])
+            return fn(
+                model.apply(model.params, batch),
+                jnp.tile(aux, points.shape[0]) if aux is not None and np.ndim(aux) else aux,
+            )[0::2]
+
+        fd = (np.asarray(f(x[0] + eps * dirs)) - np.asarray(f(x[0] - eps * dirs))) / (2 * eps)
+        analytic = dirs.reshape(len(dirs), -1) @ g[0].ravel()
+        err = np.linalg.norm(analytic - fd) / np.linalg.norm(fd)
+        assert err <= 1e-4, f"{name}: relative error {err:.2e}"
