@@ -26,17 +26,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402
+from benchmarks._timing import call_seconds, median_seconds  # noqa: E402
 from explain.adversarial import attacks as A  # noqa: E402
 from explain.gradients import _compiled_input_grad, prepare  # noqa: E402
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main(argv=None) -> int:
@@ -50,10 +42,9 @@ def main(argv=None) -> int:
     x = jnp.asarray(b.dataset.test.x[: args.batch])
     model, x, fn, aux, _ = prepare(b.model, x, "loss", np.asarray(b.dataset.test.y[: args.batch]))
     grad = _compiled_input_grad(model.apply, fn)
-    t0 = time.perf_counter()
-    jax.block_until_ready(grad(model.params, x, aux))
+    compile_s = call_seconds(lambda: grad(model.params, x, aux))
     print(
-        f"shapes_cnn, batch {args.batch}, {jax.device_count()} {jax.default_backend()} device(s); grad compile {time.perf_counter() - t0:.2f}s"
+        f"shapes_cnn, batch {args.batch}, {jax.device_count()} {jax.default_backend()} device(s); grad compile {compile_s:.2f}s"
     )
     t_grad = median_seconds(lambda: grad(model.params, x, aux), args.repeats)
     print(f"one gradient pass: {t_grad * 1e3:.1f} ms")
@@ -67,9 +58,7 @@ def main(argv=None) -> int:
     ours = {}
     for k in args.steps:
         run = A.compiled_attack(model.apply, fn, A.AttackConfig("pgd", steps=k), False, vr)
-        t0 = time.perf_counter()
-        jax.block_until_ready(run(model.params, x, aux, eps, keys).x_adv)
-        compile_s = time.perf_counter() - t0
+        compile_s = call_seconds(lambda run=run: run(model.params, x, aux, eps, keys).x_adv)
         t = median_seconds(lambda run=run: run(model.params, x, aux, eps, keys).x_adv, args.repeats)
         ours[k] = t
         print(

@@ -9,9 +9,7 @@ mode should cost a small constant times the forward pass (about 3× in FLOPs).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -20,16 +18,8 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
 import models  # noqa: E402
+from benchmarks._timing import call_seconds, median_seconds  # noqa: E402
 from explain.gradients import _compiled_input_grad, prepare  # noqa: E402
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def measure(name: str, batch: int, repeats: int) -> dict:
@@ -38,12 +28,8 @@ def measure(name: str, batch: int, repeats: int) -> dict:
     model, xj, fn, aux, _ = prepare(bundle.model, x, None)
     fwd = jax.jit(model.apply)
     grad = _compiled_input_grad(model.apply, fn)
-    t0 = time.perf_counter()
-    jax.block_until_ready(fwd(model.params, xj))
-    fwd_compile = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    jax.block_until_ready(grad(model.params, xj, aux))
-    grad_compile = time.perf_counter() - t0
+    fwd_compile = call_seconds(lambda: fwd(model.params, xj))
+    grad_compile = call_seconds(lambda: grad(model.params, xj, aux))
     f = median_seconds(lambda: fwd(model.params, xj), repeats)
     g = median_seconds(lambda: grad(model.params, xj, aux), repeats)
     return {

@@ -26,9 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from explain.gradflow.layers import INPUT, resolve_layers
-from explain.gradients import prepare
-from explain.model import Model, as_model
+from explain.gradflow.layers import INPUT, prepare_layers
+from explain.model import Model
 from explain.targets import TargetFn
 
 _NOT_A_CHAIN = (
@@ -191,16 +190,11 @@ def jacobian_chain(
       >>> ch = explain.jacobian_chain(m, x, labels=y)
       >>> ch.chain_error.max(), ch.sigma_max.mean(axis=0)
     """
-    model = as_model(model)
-    names = resolve_layers(model, layers)
-    if target is None and labels is not None:
-        target = "loss"
-    model, x, fn, aux, tname = prepare(model, x, target, labels)
+    model, x, fn, aux, tname, names, shapes = prepare_layers(model, x, labels=labels, target=target, layers=layers)
     if rtol is None:
         rtol = 1e-8 if x.dtype == jnp.float64 else 1e-3
     if not rtol > 0:
         raise ValueError(f"expected rtol > 0, got {rtol}")
-    shapes = tuple((name, model.layer_shapes[name]) for name in names)
     run = _compiled_chain(model.tap, fn, names, shapes, model.num_outputs, bool(singular_values))
     t, chained_x, direct_x, errs, smax, smin = run(model.params, x, aux)
     cuts = (INPUT, *names)

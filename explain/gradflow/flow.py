@@ -12,9 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from explain.chunking import chunk_size_for, map_batches
-from explain.gradflow.layers import group_norms, param_groups, resolve_layers, split_float
-from explain.gradients import prepare
-from explain.model import Model, as_model
+from explain.gradflow.layers import group_norms, param_groups, prepare_layers, split_float
+from explain.model import Model
 from explain.targets import TargetFn
 
 _PARAM_BUDGET_BYTES = 256 * 2**20
@@ -169,12 +168,7 @@ def gradient_flow(
     """
     if dead_tol < 0:
         raise ValueError(f"expected dead_tol >= 0, got {dead_tol}")
-    model = as_model(model)
-    names = resolve_layers(model, layers)
-    if target is None and labels is not None:
-        target = "loss"
-    model, x, fn, aux, tname = prepare(model, x, target, labels)
-    shapes = tuple((name, model.layer_shapes[name]) for name in names)
+    model, x, fn, aux, tname, names, shapes = prepare_layers(model, x, labels=labels, target=target, layers=layers)
     t, act_norms, batch_norms, dead, dead_ch = _compiled_flow(model.tap, fn, names, shapes, float(dead_tol))(
         model.params, x, aux
     )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from explain.gradients import prepare
 from explain.model import Model, as_model
+from explain.targets import TargetFn
 
 INPUT = "input"
 
@@ -42,6 +44,30 @@ def resolve_layers(model: Model, layers: str | Sequence[str] | None) -> tuple[st
     if len(set(layers)) != len(layers):
         raise ValueError(f"expected distinct layer names, got {list(layers)}")
     return tuple(sorted(layers, key=order.index))
+
+
+class LayerBatch(NamedTuple):
+    """A validated batch, its target, and the layers to cut at with their activation shapes."""
+
+    model: Model
+    x: jax.Array
+    fn: TargetFn
+    aux: Any
+    target_name: str
+    layers: tuple[str, ...]
+    shapes: tuple[tuple[str, tuple[int, ...]], ...]  # ((name, activation shape), ...): hashable, for jit caches
+
+
+def prepare_layers(model: Model, x: Any, *, labels: Any, target: Any, layers: str | Sequence[str] | None) -> LayerBatch:
+    """:func:`resolve_layers` then :func:`explain.gradients.prepare`; the target defaults to the loss when
+    ``labels`` are given. Everything is validated before any compilation."""
+    model = as_model(model)
+    names = resolve_layers(model, layers)
+    if target is None and labels is not None:
+        target = "loss"
+    model, x, fn, aux, tname = prepare(model, x, target, labels)
+    shapes = tuple((name, model.layer_shapes[name]) for name in names)
+    return LayerBatch(model, x, fn, aux, tname, names, shapes)
 
 
 def _key_str(k: Any) -> str:

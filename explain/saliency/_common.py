@@ -197,6 +197,30 @@ def rows_per_chunk(
     return max(1, budget // per_row)
 
 
+def chunk_rows(
+    r: Resolved, memory_budget: int | None, internal_batch_size: int | None, *, all_classes: bool | None = None
+) -> int:
+    """:func:`rows_per_chunk` for a resolved batch, in its dtype.
+
+    ``all_classes`` defaults to ``r.fn is None`` (``K`` backward passes per row for
+    ``target="all"``); a forward-only method passes ``False``.
+    """
+    return rows_per_chunk(
+        r.model,
+        memory_budget=memory_budget,
+        internal_batch_size=internal_batch_size,
+        all_classes=r.fn is None if all_classes is None else all_classes,
+        dtype=r.x.dtype,
+    )
+
+
+def draws_per_chunk(
+    r: Resolved, memory_budget: int | None, internal_batch_size: int | None, *, all_classes: bool | None = None
+) -> int:
+    """Draws (steps, samples, windows) per compiled call: :func:`chunk_rows` shared by the ``N`` inputs, at least 1."""
+    return max(1, chunk_rows(r, memory_budget, internal_batch_size, all_classes=all_classes) // r.x.shape[0])
+
+
 def map_rows(fn: Callable, x: jax.Array, aux: Any, *arrays: jax.Array, batch: int) -> Any:
     """``fn(x_chunk, aux_chunk, *array_chunks)`` over chunks of ``batch`` samples, concatenated.
 

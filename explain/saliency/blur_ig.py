@@ -85,17 +85,11 @@ def blur_integrated_gradients(
     steps = common.check_int("steps", steps)
     common.check_chunking(internal_batch_size, memory_budget)
     r = common.resolve(model, x, target, labels)
-    rows = common.rows_per_chunk(
-        r.model,
-        memory_budget=memory_budget,
-        internal_batch_size=internal_batch_size,
-        all_classes=r.fn is None,
-        dtype=r.x.dtype,
-    )
+    per_chunk = common.draws_per_chunk(r, memory_budget, internal_batch_size)
     grid = np.sqrt(np.linspace(0.0, max_sigma**2, steps + 1)) if sqrt else np.linspace(0.0, max_sigma, steps + 1)
     nodes = jnp.asarray(np.stack([grid[:-1], np.diff(grid)], axis=1), r.x.dtype)  # (steps, 2): σ_k, Δσ_k
     run = functools.partial(_blur_chunk(r.model.apply, r.fn), r.model.params, r.x, r.aux)
-    values = chunking.accumulate(run, nodes, max(1, rows // r.x.shape[0]))
+    values = chunking.accumulate(run, nodes, per_chunk)
     blurred = gaussian_blur(r.x, max_sigma)
     diff = endpoints(r.model.apply, r.fn)(r.model.params, r.x, blurred, r.aux)
     delta = values.reshape((*diff.shape, -1)).sum(-1) - diff

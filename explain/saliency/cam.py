@@ -87,13 +87,7 @@ def _cam_values(
     r: common.Resolved, layer: str, *, internal_batch_size: int | None = None, memory_budget: int | None = None
 ) -> jax.Array:
     """The upsampled CAM of a resolved batch, in chunks of samples bounded like every other method."""
-    rows = common.rows_per_chunk(
-        r.model,
-        memory_budget=memory_budget,
-        internal_batch_size=internal_batch_size,
-        all_classes=r.fn is None,
-        dtype=r.x.dtype,
-    )
+    rows = common.chunk_rows(r, memory_budget, internal_batch_size)
     run = functools.partial(_compiled_cam(r.model.tap, r.fn, layer, r.model.layer_shapes[layer]), r.model.params)
     return common.map_rows(run, r.x, r.aux, batch=rows)
 

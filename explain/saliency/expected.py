@@ -100,18 +100,12 @@ def expected_gradients(
     r = common.resolve(model, x, target, labels, freeze=False)
     refs = r.model.input_spec.validate(references, name="references", check_range=False)
     r = common.freeze_pred(r)
-    rows = common.rows_per_chunk(
-        r.model,
-        memory_budget=memory_budget,
-        internal_batch_size=internal_batch_size,
-        all_classes=r.fn is None,
-        dtype=r.x.dtype,
-    )
+    per_chunk = common.draws_per_chunk(r, memory_budget, internal_batch_size)
     run = functools.partial(
         _draw_chunk(r.model.apply, r.fn), r.model.params, r.x, refs.astype(r.x.dtype), stdevs, r.aux, key
     )
     # Each draw's rows run 3 forward passes (the interpolated point, b_s, x_s), 1 backward.
-    s_attr, s_fb, s_fx = chunking.accumulate(run, jnp.arange(n_samples, dtype=jnp.int32), max(1, rows // r.x.shape[0]))
+    s_attr, s_fb, s_fx = chunking.accumulate(run, jnp.arange(n_samples, dtype=jnp.int32), per_chunk)
     values = s_attr / n_samples
     delta = values.reshape((*s_fx.shape, -1)).sum(-1) - (s_fx - s_fb) / n_samples
     steps = jnp.full((r.x.shape[0],), n_samples, jnp.int32)

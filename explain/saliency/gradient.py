@@ -40,9 +40,7 @@ def batched_gradient(
     r: common.Resolved, *, times_input: bool = False, absolute: bool = False, memory_budget: int | None = None
 ) -> jax.Array:
     """``∂F/∂x`` (optionally ``⊙ x``, optionally ``|·|``) of a resolved batch, chunked by the memory budget."""
-    rows = common.rows_per_chunk(
-        r.model, memory_budget=memory_budget, internal_batch_size=None, all_classes=r.fn is None, dtype=r.x.dtype
-    )
+    rows = common.chunk_rows(r, memory_budget, None)
     run = _compiled(r.model.apply, r.fn, times_input, absolute)
     if r.aux is None or not getattr(r.aux, "ndim", 0):
         return chunking.map_batches(lambda x: run(r.model.params, x, r.aux), r.x, batch=rows)

@@ -136,13 +136,7 @@ def guided_integrated_gradients(
     r = common.resolve(model, x, target, labels, allow_all=False, freeze=False)
     base = make_baseline(r.model, r.x, baseline, key=key)
     r = common.freeze_pred(r)
-    rows = common.rows_per_chunk(
-        r.model,
-        memory_budget=memory_budget,
-        internal_batch_size=internal_batch_size,
-        all_classes=False,
-        dtype=r.x.dtype,
-    )
+    rows = common.chunk_rows(r, memory_budget, internal_batch_size)
     run = functools.partial(_compiled(r.model.apply, r.fn, fraction, max_dist), r.model.params)
     n_steps = jnp.asarray(steps, jnp.int32)
     values = common.map_rows(lambda xc, aux, bc: run(xc, bc, aux, n_steps), r.x, r.aux, base, batch=rows)

@@ -246,15 +246,9 @@ def integrated_gradients(
     r = common.resolve(model, x, target, labels, freeze=False)
     base = make_baseline(r.model, r.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
     r = common.freeze_pred(r)
-    rows = common.rows_per_chunk(
-        r.model,
-        memory_budget=memory_budget,
-        internal_batch_size=internal_batch_size,
-        all_classes=r.fn is None,
-        dtype=r.x.dtype,
-    )
+    per_chunk = common.draws_per_chunk(r, memory_budget, internal_batch_size)
     alphas, weights = quadrature(rule, steps)
-    values, delta = path_integral(r, base, alphas, weights, max(1, rows // r.x.shape[0]))
+    values, delta = path_integral(r, base, alphas, weights, per_chunk)
     n_steps = jnp.full((r.x.shape[0],), steps, jnp.int32)
     return Attribution(values, "integrated_gradients", r.name, convergence_delta=delta, steps=n_steps)
 
@@ -304,14 +298,7 @@ def integrated_gradients_adaptive(
     base = make_baseline(r.model, r.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
     r = common.freeze_pred(r)
     n = r.x.shape[0]
-    rows = common.rows_per_chunk(
-        r.model,
-        memory_budget=memory_budget,
-        internal_batch_size=internal_batch_size,
-        all_classes=False,
-        dtype=r.x.dtype,
-    )
-    per_chunk = adaptive_chunk(max(1, rows // n), start_steps)
+    per_chunk = adaptive_chunk(common.draws_per_chunk(r, memory_budget, internal_batch_size), start_steps)
     scale = 1.0 + np.abs(np.asarray(endpoints(r.model.apply, r.fn)(r.model.params, r.x, base, r.aux)))
     values, delta = np.zeros(r.x.shape, r.x.dtype), np.zeros((n,), r.x.dtype)
     used = np.zeros((n,), np.int32)

@@ -130,18 +130,12 @@ def occlusion(
     common.check_chunking(internal_batch_size, memory_budget)
     r = common.resolve(m, x, target, labels)
     masks = window_masks(shape, window, strides)
-    rows = common.rows_per_chunk(
-        r.model,
-        memory_budget=memory_budget,
-        internal_batch_size=internal_batch_size,
-        all_classes=False,
-        dtype=r.x.dtype,
-    )
+    per_chunk = common.draws_per_chunk(r, memory_budget, internal_batch_size, all_classes=False)  # forward only
     fx = common.compiled_forward(r.model.apply)(r.model.params, r.x)
     fx = fx if r.fn is None else r.fn(fx, r.aux)
     run = functools.partial(
         _occlusion_chunk(r.model.apply, r.fn), r.model.params, r.x, fx, jnp.asarray(value, r.x.dtype), r.aux
     )
-    total = chunking.accumulate(run, jnp.asarray(masks), max(1, rows // r.x.shape[0]))
+    total = chunking.accumulate(run, jnp.asarray(masks), per_chunk)
     count = jnp.asarray(masks.sum(0), r.x.dtype)  # (...) windows per feature, >= 1 by construction
     return Attribution(total / count, "occlusion", r.name)

@@ -142,13 +142,7 @@ def noise_tunnel(
     r = common.resolve(model, x, target, labels, freeze=False)
     sigma = jnp.asarray(noise_sigma(r.model, np.asarray(r.x), noise_level), r.x.dtype)  # (N,), host-side: no compile
     r = common.freeze_pred(r)
-    rows = common.rows_per_chunk(
-        r.model,
-        memory_budget=memory_budget,
-        internal_batch_size=internal_batch_size,
-        all_classes=r.fn is None,
-        dtype=r.x.dtype,
-    )
+    per_chunk = common.draws_per_chunk(r, memory_budget, internal_batch_size)
     if statistic == "variance":
         centre = _centre(r.model.apply, r.fn, times_input)(r.model.params, r.x, r.aux)
     else:  # the mean and the raw second moment need no centring
@@ -157,7 +151,7 @@ def noise_tunnel(
         _noise_chunk(r.model.apply, r.fn, times_input), r.model.params, r.x, sigma, r.aux, key, centre
     )
     idx = jnp.arange(n_samples, dtype=jnp.int32)
-    s1, s2 = chunking.accumulate(run, idx, max(1, rows // r.x.shape[0]))
+    s1, s2 = chunking.accumulate(run, idx, per_chunk)
     mean, sq = s1 / n_samples, s2 / n_samples  # centred moments for "variance", raw ones otherwise
     values = {"mean": mean, "square": sq, "variance": jnp.maximum(sq - mean**2, 0.0)}[statistic]
     return Attribution(values, _NAMES[statistic], r.name)
