@@ -208,4 +208,9 @@ def load_upload(
 ) -> Converted:
     """:func:`decode` then :func:`to_model_input`; every failure is an :class:`UploadError`."""
     img = decode(data, max_bytes=max_bytes, max_pixels=max_pixels)
-    return to_model_input(img, shape, value_range=value_range, invert=invert)
+    try:
+        return to_model_input(img, shape, value_range=value_range, invert=invert)
+    except UploadError:
+        raise
+    except (OSError, SyntaxError, ValueError, struct.error) as e:  # e.g. corrupt EXIF, read lazily
+        raise UploadError(f"could not convert the image: {e}") from None

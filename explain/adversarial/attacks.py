@@ -204,7 +204,7 @@ def fgsm_pure(
     """
     j0, g, _ = _objective_and_grad(apply, loss_fn, params, x, labels, targeted)
     raw = x + _per_example(eps, x) * steepest_direction(g, norm)
-    x_adv = clip_to_range(raw, value_range)
+    x_adv = constrain(x, raw, eps, norm, value_range)  # clipping an out-of-range x could leave the ball
     out = apply(params, x_adv)
     j = -loss_fn(out, labels) if targeted else loss_fn(out, labels)
     return PureResult(raw, x_adv, out, j, jnp.stack([j0, j], axis=1))

@@ -25,6 +25,7 @@ References:
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -36,6 +37,7 @@ import numpy as np
 from explain.adversarial import attacks as A
 from explain.adversarial.sweep import SweepResult, check_eps, sweep
 from explain.gradients import input_gradients
+from explain.io import atomic_write_bytes, atomic_write_text
 from explain.model import Model, as_model
 
 LabelChoice = Literal["predictions", "labels"]
@@ -234,6 +236,10 @@ def evaluate_robustness(
     n = np.shape(x)[0]
     if y.shape != (n,):
         raise ValueError(f"expected y of shape ({n},) (ground-truth classes), got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= model.num_outputs:
+        raise ValueError(
+            f"expected integer classes in 0..{model.num_outputs - 1} in y, got dtype {y.dtype}, range [{y.min()}, {y.max()}]"
+        )
     tol = 1.0 / n if tol is None else tol
     labels = y if label_source == "labels" else None
     sweeps, rows = {}, []
@@ -284,13 +290,16 @@ def _check_large_eps(model, x, y, attacks, large_eps, m, key, labels, batch_size
                 "large_eps_reaches_chance", None, "no input range declared and no large_eps given: not checked"
             )
         large_eps = 0.5 * (vr[1] - vr[0])
+        default_large_eps = True
+    else:
+        default_large_eps = False
     iters = [c for c in attacks.values() if c.kind == "pgd"]
     cfg = max(iters, key=lambda c: c.steps * c.restarts) if iters else A.AttackConfig("pgd", steps=20)
     cfg = A.AttackConfig(
         "pgd", norm=cfg.norm, steps=cfg.steps, rel_step_size=cfg.rel_step_size, random_start=True, restarts=cfg.restarts
     )
     sub = slice(0, min(m, len(y)))
-    if cfg.norm == "l2" and vr is not None:  # half the range per coordinate, as an L2 radius
+    if default_large_eps and cfg.norm == "l2":  # half the range per coordinate, as an L2 radius
         large_eps = large_eps * float(np.sqrt(np.prod(model.input_spec.shape)))
     s = sweep(
         model,
@@ -312,14 +321,12 @@ def _check_large_eps(model, x, y, attacks, large_eps, m, key, labels, batch_size
 
 def write_csv(report: RobustnessReport, path: str | Path) -> Path:
     """The table, one row per attack and ε, with the clean accuracy and label source on every row."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", *Row._fields, "clean_accuracy", "chance"])
-        for r in report.rows:
-            w.writerow([report.model, *r, report.clean_accuracy, report.chance])
-    return path
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["model", *Row._fields, "clean_accuracy", "chance"])
+    for r in report.rows:
+        w.writerow([report.model, *r, report.clean_accuracy, report.chance])
+    return atomic_write_text(path, buf.getvalue())
 
 
 def plot(report: RobustnessReport, path: str | Path) -> Path:
@@ -329,9 +336,8 @@ def plot(report: RobustnessReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scale = 255.0 if report.value_range == (0.0, 1.0) else 1.0
+    linf = all(r.norm == "linf" for r in report.rows)
+    scale = 255.0 if report.value_range == (0.0, 1.0) and linf else 1.0
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
     for name in dict.fromkeys(r.attack for r in report.rows):
         rows = sorted((r for r in report.rows if r.attack == name), key=lambda r: r.eps)
@@ -344,9 +350,10 @@ def plot(report: RobustnessReport, path: str | Path) -> Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
-    return path
+    return atomic_write_bytes(path, png.getvalue())
 
 
 def format_report(report: RobustnessReport) -> str:

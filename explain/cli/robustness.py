@@ -25,7 +25,7 @@ def parse_eps(text: str) -> list[float]:
     """``"0,1/255,0.1"`` -> ``[0.0, 0.0039…, 0.1]``."""
     try:
         values = [float(Fraction(t.strip())) for t in text.split(",") if t.strip()]
-    except (ValueError, ZeroDivisionError):
+    except (ValueError, ZeroDivisionError, OverflowError):
         raise argparse.ArgumentTypeError(
             f"expected a comma-separated list of numbers or fractions like 8/255, got {text!r}"
         ) from None
@@ -81,8 +81,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import models  # the edge: names become objects here
 
-    if args.steps < 1 or args.restarts < 1 or args.n < 1:
-        print("error: --steps, --restarts and --n must be >= 1", file=sys.stderr)
+    if args.steps < 1 or args.restarts < 1 or args.n < 1 or (args.batch_size is not None and args.batch_size < 1):
+        print("error: --steps, --restarts, --n and --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    if args.model not in models.SPECS:
+        print(f"error: unknown model {args.model!r}; expected one of {sorted(models.SPECS)}", file=sys.stderr)
         return 2
     bundle = models.load(args.model)
     if bundle.model.output_kind != "classification":

@@ -258,3 +258,25 @@ def test_bad_input_raises_before_compiling():
         fgsm(m, np.zeros((2, 5), np.float32), eps=0.1)
     with pytest.raises(ValueError, match="expected eps as a number or a non-empty list"):
         sweep(m, x, [], config=A.AttackConfig("fgsm"))
+
+
+@pytest.mark.filterwarnings("ignore:x has values")
+def test_fgsm_stays_in_the_ball_even_for_out_of_range_inputs():
+    m = cached_linear((4, 4, 1))
+    x = np.random.default_rng(3).uniform(0.5, 1.5, (6, 4, 4, 1)).astype(np.float32)  # half outside [0, 1]
+    r = fgsm(m, x, eps=0.05)
+    assert float(np.abs(np.asarray(r.clipped) - x).max()) <= 0.05 + 1e-6
+
+
+def test_keep_best_false_is_refused_by_the_public_sweep():
+    m = cached_linear((4, 4, 1))
+    with pytest.raises(ValueError, match="keep_best=True"):
+        sweep(m, np.zeros((2, 4, 4, 1), np.float32), [0.1], config=A.AttackConfig("pgd", steps=2, keep_best=False))
+
+
+def test_eps_zero_runs_the_attack_and_returns_the_input(key):
+    m = cached_linear((4, 4, 1))
+    x = np.random.default_rng(4).uniform(size=(5, 4, 4, 1)).astype(np.float32)
+    s = sweep(m, x, [0.0], config=A.AttackConfig("pgd", steps=3), key=key)
+    np.testing.assert_array_equal(np.asarray(s.results[0].clipped), x)
+    assert not np.asarray(s.results[0].success).any()

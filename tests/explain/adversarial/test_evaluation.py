@@ -127,6 +127,10 @@ def test_evaluation_errors():
         evaluate_robustness(m, X, Y[:3], attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0))
     with pytest.raises(ValueError, match="at least one attack"):
         evaluate_robustness(m, X, Y, attacks={}, eps=[0.1], key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"expected integer classes in 0\.\."):
+        evaluate_robustness(m, X, Y + 100, attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0))
+    with pytest.raises(ValueError, match=r"expected integer classes"):
+        evaluate_robustness(m, X, Y.astype(np.float32), attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0))
 
 
 def test_robust_checkpoint_metadata_matches_its_weights():

@@ -47,3 +47,12 @@ def test_command_writes_table_and_plot(tmp_path, capsys):
     lines = (tmp_path / "robustness.csv").read_text().splitlines()
     assert len(lines) == 1 + 2 * 2 and all(",predictions," in line for line in lines[1:])
     assert "sanity checks:" in out.out and "attack labels: predictions" in out.out
+
+
+def test_bad_arguments_are_refused_before_loading(capsys):
+    from explain.__main__ import main
+
+    assert main(["robustness", "--model", "shapes_cnn", "--batch-size", "0"]) == 2
+    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    assert main(["robustness", "--model", "resnet"]) == 2
+    assert "unknown model 'resnet'" in capsys.readouterr().err
