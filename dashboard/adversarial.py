@@ -128,6 +128,8 @@ def attack_section(name: str, b) -> None:
     with st.spinner(f"Running {kind}…"):
         a = attack(name, index, kind, eps255 / 255, int(steps), target, seed)
     x = test.x[index]
+    if targeted and int(np.argmax(a.p_clean)) == target:
+        st.info(f"The model already predicts '{target_name}' for this image: a targeted attack towards it is trivial.")
     verdict = "succeeded" if a.success else "failed"
     goal = f"towards '{target_name}'" if targeted else "away from the prediction"
     st.markdown(
