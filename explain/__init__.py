@@ -1,7 +1,8 @@
 """Gradient explanations for JAX/Flax models: the public API, re-exported."""
 
-from explain import adversarial, chain_rule, depth, gradflow, saliency, sensitivity, targets, viz
+from explain import adversarial, batch, chain_rule, depth, gradflow, saliency, sensitivity, targets, viz
 from explain.adapters import from_linen, from_nnx
+from explain.batch import BatchRun, attribute_dataset
 from explain.gradflow import GradientFlow, JacobianChain, gradient_flow, jacobian_chain
 from explain.gradients import Gradients, LayerGradients, hvp, input_gradients, layer_gradients
 from explain.model import InputSpec, Model, as_model
@@ -27,6 +28,7 @@ from explain.saliency import (
 
 __all__ = [
     "Attribution",
+    "BatchRun",
     "GradientFlow",
     "Gradients",
     "InputSpec",
@@ -35,6 +37,8 @@ __all__ = [
     "Model",
     "adversarial",
     "as_model",
+    "attribute_dataset",
+    "batch",
     "blur_integrated_gradients",
     "chain_rule",
     "deconvnet",

@@ -1,0 +1,220 @@
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import explain
+from explain import batch
+from explain.batch import MANIFEST, attribute_dataset
+
+N, BATCH = 10, 4  # three shards, the last one padded from 2 rows to 4
+
+
+@pytest.fixture(scope="module")
+def x() -> np.ndarray:
+    return np.random.default_rng(0).uniform(0.0, 1.0, (N, 8, 8, 3)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def y() -> np.ndarray:
+    return (np.arange(N) % 3).astype(np.int32)
+
+
+def _files(path) -> list[str]:
+    return sorted(p.name for p in path.iterdir())
+
+
+def _shards(n: int) -> list[str]:
+    return [f"shard-{i:05d}.npz" for i in range(n)]
+
+
+class Flaky:
+    """A gradient method that raises after ``fail_after`` batches: a crash mid-run."""
+
+    def __init__(self, fail_after: int | None = None):
+        self.fail_after, self.calls = fail_after, 0
+
+    def __call__(self, model, x, *, target=None, labels=None):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise RuntimeError("simulated crash")
+        self.calls += 1
+        return explain.vanilla_gradient(model, x, target=target, labels=labels)
+
+
+def test_shards_equal_one_direct_call_on_a_memmap(linen_cnn, x, tmp_path):
+    mm = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=x.dtype, shape=x.shape)
+    mm[:] = x
+    mm.flush()
+    out = tmp_path / "ig"
+    run = attribute_dataset(
+        linen_cnn, np.load(tmp_path / "x.npy", mmap_mode="r"), method="integrated_gradients",
+        out_dir=out, batch_size=BATCH, options={"steps": 8},
+    )  # fmt: skip
+    direct = explain.integrated_gradients(linen_cnn, x, steps=8)
+
+    assert (run.n_shards, run.completed, run.skipped) == (3, (0, 1, 2), ())
+    np.testing.assert_allclose(run.load(), direct.values, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(run.convergence_delta(), direct.convergence_delta, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(run.steps(), direct.steps)
+    assert _files(out) == [MANIFEST, *_shards(3)]  # no temp files
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert [s["rows"] for s in manifest["shards"]] == [4, 4, 2]
+    assert manifest["settings"]["method"] == "integrated_gradients"
+    assert manifest["settings"]["options"] == {"steps": 8}
+    assert (manifest["settings"]["n"], manifest["settings"]["batch_size"]) == (N, BATCH)
+
+
+def test_callable_method_slices_per_sample_targets(linen_cnn, x, y, tmp_path):
+    run = attribute_dataset(linen_cnn, x, method=explain.vanilla_gradient, out_dir=tmp_path, batch_size=BATCH, target=y)
+    direct = explain.vanilla_gradient(linen_cnn, x, target=y)
+    np.testing.assert_allclose(run.load(), direct.values, rtol=1e-6, atol=1e-8)
+    assert run.convergence_delta() is None
+    # a per-class target really reached each batch: class 0 everywhere gives another map
+    assert not np.allclose(run.load(), explain.vanilla_gradient(linen_cnn, x, target=0).values)
+    # a Target carrying per-sample classes is sliced too
+    prob = explain.targets.class_score(y, "prob")
+    run = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path / "prob", batch_size=BATCH, target=prob)
+    np.testing.assert_allclose(
+        run.load(), explain.vanilla_gradient(linen_cnn, x, target=prob).values, rtol=1e-5, atol=1e-8
+    )
+
+
+def test_loss_target_with_labels_and_target_all(linen_cnn, x, y, tmp_path):
+    loss = attribute_dataset(
+        linen_cnn, x, method="gradient", out_dir=tmp_path / "loss", batch_size=BATCH, target="loss", labels=y
+    )
+    np.testing.assert_allclose(
+        loss.load(), explain.vanilla_gradient(linen_cnn, x, target="loss", labels=y).values, rtol=1e-6, atol=1e-8
+    )
+    every = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path / "all", batch_size=BATCH, target="all")
+    assert every.load().shape == (N, 3, 8, 8, 3)
+
+
+def test_resume_after_a_crash_recomputes_only_missing_shards(linen_cnn, x, tmp_path):
+    reference = attribute_dataset(linen_cnn, x, method=Flaky(), out_dir=tmp_path / "ref", batch_size=BATCH).load()
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        attribute_dataset(linen_cnn, x, method=Flaky(fail_after=2), out_dir=out, batch_size=BATCH)
+    assert _files(out) == [MANIFEST, *_shards(2)]  # whole shards and a manifest listing them, nothing else
+    assert [s["index"] for s in json.loads((out / MANIFEST).read_text())["shards"]] == [0, 1]
+
+    resumed = Flaky()
+    run = attribute_dataset(linen_cnn, x, method=resumed, out_dir=out, batch_size=BATCH)
+    assert (run.completed, run.skipped, resumed.calls) == ((2,), (0, 1), 1)
+    np.testing.assert_array_equal(run.load(), reference)
+    assert _files(out) == [MANIFEST, *_shards(3)]
+
+    again = attribute_dataset(linen_cnn, x, method=Flaky(fail_after=0), out_dir=out, batch_size=BATCH)
+    assert (again.completed, again.skipped) == ((), (0, 1, 2))  # nothing left: the method is never called
+
+
+def test_resume_skips_only_listed_intact_shards(linen_cnn, x, tmp_path):
+    run = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path, batch_size=BATCH)
+    reference = run.load()
+    manifest = json.loads((tmp_path / MANIFEST).read_text())
+    manifest["shards"] = manifest["shards"][:-1]  # the crash came between the shard and the manifest
+    (tmp_path / MANIFEST).write_text(json.dumps(manifest))
+    (tmp_path / "shard-00000.npz").write_bytes(b"truncated")  # a damaged file is never trusted
+    run = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path, batch_size=BATCH)
+    assert (run.completed, run.skipped) == ((0, 2), (1,))
+    np.testing.assert_array_equal(run.load(), reference)
+
+
+def test_random_method_folds_the_batch_index_so_resume_gives_the_same_noise(linen_cnn, x, key, tmp_path):
+    kw = dict(method="smoothgrad", batch_size=BATCH, key=key, options={"n_samples": 2})
+    full = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "full", **kw).load()
+    out = tmp_path / "part"
+    attribute_dataset(linen_cnn, x, out_dir=out, **kw)
+    manifest = json.loads((out / MANIFEST).read_text())
+    manifest["shards"] = manifest["shards"][:1]
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    run = attribute_dataset(linen_cnn, x, out_dir=out, **kw)
+    assert run.completed == (1, 2)
+    np.testing.assert_array_equal(run.load(), full)
+    # batch i is drawn with fold_in(key, i): the first batch is one direct call with that key
+    first = explain.smoothgrad(linen_cnn, x[:BATCH], key=jax.random.fold_in(key, 0), n_samples=2)
+    np.testing.assert_allclose(full[:BATCH], first.values, rtol=1e-6, atol=1e-8)
+    other = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "other", **{**kw, "key": jax.random.key(1)})
+    assert not np.allclose(other.load(), full)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"options": {"steps": 5}},
+        {"batch_size": 5},
+        {"method": "gradient", "options": {}},
+        {"target": 1},
+        {"x_shift": 0.5},
+    ],
+)
+def test_other_settings_in_the_same_out_dir_raise(linen_cnn, x, tmp_path, change):
+    kw = dict(method="integrated_gradients", batch_size=BATCH, options={"steps": 4})
+    attribute_dataset(linen_cnn, x, out_dir=tmp_path, **kw)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    x2 = x * change.pop("x_shift", 1.0)
+    with pytest.raises(ValueError, match="different settings .* never mixed"):
+        attribute_dataset(linen_cnn, x2, out_dir=tmp_path, **{**kw, **change})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_reference_set_is_part_of_the_settings(linen_cnn, x, key, tmp_path):
+    kw = dict(method="gradient_shap", out_dir=tmp_path, batch_size=BATCH, key=key)
+    run = attribute_dataset(linen_cnn, x, options={"references": x[:3], "n_samples": 2}, **kw)
+    assert run.load().shape == x.shape
+    with pytest.raises(ValueError, match=r"changed: \['options'\]"):
+        attribute_dataset(linen_cnn, x, options={"references": x[3:6], "n_samples": 2}, **kw)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"batch_size": 0}, ValueError, r"batch_size to be an int >= 1, got 0"),
+        ({"method": "nope"}, ValueError, r"unknown saliency method 'nope'"),
+        ({"method": 3}, TypeError, r"expected method to be a callable"),
+        ({"x": np.zeros((N, 8, 8))}, ValueError, r"expected x of shape \(N, 8, 8, 3\).*got shape \(10, 8, 8\)"),
+        ({"x": np.zeros((0, 8, 8, 3))}, ValueError, r"N >= 1"),
+        ({"x": np.zeros((N, 8, 8, 3), np.uint8)}, TypeError, r"floating dtype"),
+        ({"x": np.full((N, 8, 8, 3), np.nan, np.float32)}, ValueError, r"finite values in x \(first batch\)"),
+        ({"method": "smoothgrad"}, ValueError, r"'smoothgrad' is random: pass an explicit key"),
+        ({"method": explain.smoothgrad}, ValueError, r"smoothgrad is random: pass an explicit key"),
+        ({"options": {"stepz": 3}}, ValueError, r"unknown option\(s\) \['stepz'\]"),
+        ({"method": explain.vanilla_gradient, "options": {"stepz": 3}}, ValueError, r"unknown option\(s\) \['stepz'\]"),
+        ({"options": {"target": 1}}, ValueError, r"pass \['target'\] as arguments of attribute_dataset"),
+        ({"method": "expected_gradients", "key": jax.random.key(0)}, ValueError, r"options=\{'references': array\}"),
+        ({"target": np.zeros(N - 1, np.int32)}, ValueError, r"target with one entry per sample.*got shape \(9,\)"),
+        ({"labels": np.zeros(N + 1, np.int32)}, ValueError, r"labels with one entry per sample"),
+        ({"model": object()}, TypeError, r"expected an explain.Model"),
+        ({"options": {"baseline": object()}}, TypeError, r"expected options\['baseline'\] to be a number"),
+    ],
+)
+def test_bad_inputs_raise_before_anything_is_written(linen_cnn, x, tmp_path, kwargs, error, match):
+    kw = dict(model=linen_cnn, x=x, method="integrated_gradients", out_dir=tmp_path / "out", batch_size=BATCH)
+    kw.update(kwargs)
+    model, data = kw.pop("model"), kw.pop("x")
+    with pytest.raises(error, match=match):
+        attribute_dataset(model, data, **kw)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_method_failing_on_its_first_batch_leaves_nothing(linen_cnn, x, tmp_path):
+    with pytest.raises(ValueError, match="class index 7 out of range"):
+        attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path / "out", batch_size=BATCH, target=7)
+    assert not (tmp_path / "out").exists()  # so a corrected rerun is not refused as "different settings"
+
+
+def test_foreign_shards_without_a_manifest_and_a_file_as_out_dir_raise(linen_cnn, x, tmp_path):
+    (tmp_path / "shard-00000.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match="holds shards but no manifest.json"):
+        attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path, batch_size=BATCH)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="out_dir to be a folder"):
+        attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path / "file", batch_size=BATCH)
+
+
+def test_batch_larger_than_the_dataset_makes_one_unpadded_shard(linen_cnn, x, tmp_path):
+    run = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path, progress=True)
+    assert (run.n_shards, run.completed) == (1, (0,))
+    assert run.load().shape == x.shape
+    assert batch.shard_path(tmp_path, 0).exists()
