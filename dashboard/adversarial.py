@@ -231,9 +231,8 @@ def main() -> None:
     name = st.selectbox(
         "Model", state.image_models(), key="adv_model", help="A shipped image model (standard or robust)"
     )
-    b = state.try_bundle(name)
-    if isinstance(b, state.LoadFailure):
-        st.error(f"Model {name} could not be loaded: {b.message}")
+    b = state.bundle_or_error(name)
+    if b is None:
         return
     attack_section(name, b)
     robustness_section(name)

@@ -38,9 +38,8 @@ def flow_section() -> None:
     names = (*state.image_models(), *state.tabular_models())
     c1, c2, c3 = st.columns(3)
     name = c1.selectbox("Model", names, key="gf_model")
-    b = state.try_bundle(name)
-    if isinstance(b, state.LoadFailure):
-        st.error(f"Model {name} could not be loaded: {b.message}")
+    b = state.bundle_or_error(name)
+    if b is None:
         return
     index = int(c2.number_input("Test input", 0, len(b.dataset.test) - 1, 0, key="gf_index"))
     regression = b.model.output_kind == "regression"

@@ -262,9 +262,8 @@ def show_map(col, b, picked: Picked, method: str, m: Map, options: dict, target:
 def main() -> None:
     st.title("Saliency explorer")
     name = st.selectbox("Model", state.image_models(), key="sal_model", help="A shipped image model")
-    b = state.try_bundle(name)
-    if isinstance(b, state.LoadFailure):
-        st.error(f"Model {name} could not be loaded: {b.message}")
+    b = state.bundle_or_error(name)
+    if b is None:
         return
     picked = pick_input(name, b)
     if picked is None:

@@ -184,9 +184,8 @@ def interaction_section(b, name: str, choice: str) -> None:
 def main() -> None:
     st.title("Feature sensitivity")
     name = st.selectbox("Model", state.tabular_models(), key="sens_model", help="A shipped tabular model")
-    b = state.try_bundle(name)
-    if isinstance(b, state.LoadFailure):
-        st.error(f"Model {name} could not be loaded: {b.message}")
+    b = state.bundle_or_error(name)
+    if b is None:
         return
     choice = st.selectbox("Target", target_options(b), key="sens_target", help="the scalar whose gradient is taken")
     global_section(b, name, choice)

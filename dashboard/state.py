@@ -75,6 +75,15 @@ def try_bundle(name: str) -> models.Bundle | LoadFailure:
         return LoadFailure(name, f"{type(e).__name__}: {e}")
 
 
+def bundle_or_error(name: str) -> models.Bundle | None:
+    """The loaded model, or ``None`` after showing on the page why it could not be loaded."""
+    b = try_bundle(name)
+    if isinstance(b, LoadFailure):
+        st.error(f"Model {name} could not be loaded: {b.message}")
+        return None
+    return b
+
+
 def image_models() -> tuple[str, ...]:
     """Shipped image models, in registry order (robust variants included once registered)."""
     return tuple(models.IMAGE_MODELS)

@@ -52,6 +52,13 @@ def texts(at: AppTest) -> list[str]:
     return [m.value for m in at.markdown] + [c.value for c in at.caption]
 
 
+def chart(at: AppTest, title_part: str) -> tuple[dict, pd.DataFrame]:
+    """The one chart whose title contains ``title_part``."""
+    found = [(spec, df) for spec, df in charts(at) if title_part in str(spec.get("title", ""))]
+    assert len(found) == 1, [s.get("title") for s, _ in charts(at)]
+    return found[0]
+
+
 def no_errors(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, [e.value for e in at.error]
@@ -60,5 +67,11 @@ def no_errors(at: AppTest) -> None:
 @pytest.fixture(scope="session")
 def ui() -> SimpleNamespace:
     return SimpleNamespace(
-        open_page=open_page, captions=captions, charts=charts, texts=texts, no_errors=no_errors, TIMEOUT=TIMEOUT
+        open_page=open_page,
+        captions=captions,
+        charts=charts,
+        chart=chart,
+        texts=texts,
+        no_errors=no_errors,
+        TIMEOUT=TIMEOUT,
     )

@@ -15,15 +15,9 @@ def at(ui):
     return ui.open_page(PAGE)
 
 
-def chart(ui, at, title_part: str):
-    found = [(spec, df) for spec, df in ui.charts(at) if title_part in str(spec.get("title", ""))]
-    assert len(found) == 1, [s.get("title") for s, _ in ui.charts(at)]
-    return found[0]
-
-
 def test_layer_norms_on_log_scale(ui, at):
     ui.no_errors(at)
-    spec, df = chart(ui, at, "gradient norms per layer")
+    spec, df = ui.chart(at, "gradient norms per layer")
     assert spec["encoding"]["y"]["scale"] == {"type": "log"}
     layers = [n for n in models.load("shapes_cnn").model.layer_names if "/" not in n]
     acts = df[df["gradient"].str.startswith("‖∂L/∂h‖")]
@@ -31,18 +25,18 @@ def test_layer_norms_on_log_scale(ui, at):
 
     at.radio(key="gf_target").set_value("pred").run()
     ui.no_errors(at)
-    _, df_pred = chart(ui, at, "gradient norms per layer")
+    _, df_pred = ui.chart(at, "gradient norms per layer")
     assert not np.allclose(df_pred["norm"].to_numpy(), df["norm"].to_numpy())
     at.number_input(key="gf_index").set_value(4).run()
     ui.no_errors(at)
     at.selectbox(key="gf_model").set_value("breast_cancer_mlp").run()
     ui.no_errors(at)
-    _, df_tab = chart(ui, at, "breast_cancer_mlp: gradient norms")
+    _, df_tab = ui.chart(at, "breast_cancer_mlp: gradient norms")
     assert set(df_tab["layer"]) <= set(models.load("breast_cancer_mlp").model.layer_names)
 
 
 def test_depth_experiment_vanishes_for_sigmoid(ui, at):
-    spec, df = chart(ui, at, "first-layer / last-layer")
+    spec, df = ui.chart(at, "first-layer / last-layer")
     assert spec["encoding"]["y"]["scale"] == {"type": "log"}
     assert df["depth"].max() == 10
     sig = df[df["curve"] == "sigmoid / glorot"].set_index("depth")["ratio"]
@@ -53,11 +47,11 @@ def test_depth_experiment_vanishes_for_sigmoid(ui, at):
     at.multiselect(key="gf_inits").set_value(["normal", "he"]).run()
     at.radio(key="gf_stage").set_value("trained").run()
     ui.no_errors(at)
-    spec, df = chart(ui, at, "(trained)")
+    spec, df = ui.chart(at, "(trained)")
     assert set(df["curve"]) == {"sigmoid / normal", "sigmoid / he", "relu / normal", "relu / he", "0.25^(d−1) bound"}
     assert df["depth"].max() == 12
     at.radio(key="gf_stage").set_value("init").run()
-    _, df = chart(ui, at, "(init)")
+    _, df = ui.chart(at, "(init)")
     relu_normal = df[df["curve"] == "relu / normal"].set_index("depth")["ratio"]
     assert relu_normal[12] > 1e3  # standard-normal weights explode a ReLU chain
 

@@ -15,12 +15,6 @@ def at(ui):
     return ui.open_page(PAGE)
 
 
-def chart(ui, at, title_part: str):
-    found = [(spec, df) for spec, df in ui.charts(at) if title_part in str(spec.get("title", ""))]
-    assert len(found) == 1, [s.get("title") for s, _ in ui.charts(at)]
-    return found[0]
-
-
 def prediction(ui, at) -> str:
     (line,) = [t for t in ui.texts(at) if t.startswith("**Prediction: ")]
     return line
@@ -30,7 +24,7 @@ def test_global_ranking_with_intervals(ui, at):
     ui.no_errors(at)
     b = models.load("breast_cancer_mlp")
     f = len(b.model.input_spec.feature_names)
-    spec, df = chart(ui, at, "bootstrap intervals")
+    spec, df = ui.chart(at, "bootstrap intervals")
     assert len(df) == f and set(df["feature"]) == set(b.model.input_spec.feature_names)
     assert np.all(np.diff(df["score"].to_numpy()) <= 0)  # best first
     assert np.all(df["ci_low"] <= df["score"] + 1e-9) and np.all(df["score"] <= df["ci_high"] + 1e-9)
@@ -38,12 +32,12 @@ def test_global_ranking_with_intervals(ui, at):
     at.multiselect(key="sens_methods").set_value(["grad", "ig"]).run()
     at.radio(key="sens_show").set_value("ig").run()
     ui.no_errors(at)
-    _, df_ig = chart(ui, at, "integrated gradients")
+    _, df_ig = ui.chart(at, "integrated gradients")
     width = (df_ig["ci_high"] - df_ig["ci_low"]).to_numpy()
     at.select_slider(key="sens_boot").set_value(50).run()
     ui.no_errors(at)
     assert any(f"{len(b.dataset.test)} rows, 50 resamples" in c.value for c in at.caption)
-    _, df50 = chart(ui, at, "integrated gradients")
+    _, df50 = ui.chart(at, "integrated gradients")
     # Same rows, same scores; other resamples, other intervals.
     np.testing.assert_allclose(df50["score"], df_ig["score"], rtol=1e-6)
     assert not np.allclose((df50["ci_high"] - df50["ci_low"]).to_numpy(), width)
@@ -59,7 +53,7 @@ def test_row_edit_updates_prediction_and_local_gradients(ui, at):
     at.number_input(key="sens_row").set_value(2).run()
     ui.no_errors(at)
     before = prediction(ui, at)
-    _, local_before = chart(ui, at, "gradient ∂t/∂x")
+    _, local_before = ui.chart(at, "gradient ∂t/∂x")
     assert "0 feature(s) edited" in before
 
     # Push the most sensitive feature hard against its gradient: the prediction must move.
@@ -70,12 +64,12 @@ def test_row_edit_updates_prediction_and_local_gradients(ui, at):
     ui.no_errors(at)
     after = prediction(ui, at)
     assert "1 feature(s) edited" in after and after.split("·")[0] != before.split("·")[0]
-    _, local_after = chart(ui, at, "gradient ∂t/∂x")
+    _, local_after = ui.chart(at, "gradient ∂t/∂x")
     assert not np.allclose(local_after.set_index("feature")["value"], local_before.set_index("feature")["value"])
 
     at.radio(key="sens_local_method").set_value("gxi").run()
     ui.no_errors(at)
-    spec, df = chart(ui, at, "gradient × input")
+    spec, df = ui.chart(at, "gradient × input")
     assert set(df["sign"]) <= {"positive", "negative"}
     assert (df["sign"] == "positive").tolist() == (df["value"] >= 0).tolist()
 
@@ -87,7 +81,7 @@ def test_row_edit_updates_prediction_and_local_gradients(ui, at):
 def test_interactions_find_friedman_pair(ui, at):
     at.selectbox(key="sens_model").set_value("friedman1_mlp").run()
     ui.no_errors(at)
-    _, df = chart(ui, at, "∂²t")
+    _, df = ui.chart(at, "∂²t")
     m = df.pivot(index="feature_i", columns="feature_j", values="value")
     np.testing.assert_allclose(m.to_numpy(), m.to_numpy().T, rtol=1e-4, atol=1e-6)
     # Friedman #1 has one product term, sin(π x0 x1): that pair must lead.
