@@ -54,7 +54,7 @@ def saliency_reruns(repeats: int) -> list[str]:
     at.run()
     classes = ["circle", "square", "triangle", "star"]
     lines = []
-    for method, target in (("gradient", 1.0), ("smoothgrad", 1.0), ("integrated_gradients", 3.0)):
+    for method, target in (("vanilla_gradient", 1.0), ("smoothgrad", 1.0), ("integrated_gradients", 3.0)):
         at.multiselect(key="sal_methods").set_value([method])
         timed(at)  # warm-up: compiles this method for this shape
         times = []
@@ -64,7 +64,7 @@ def saliency_reruns(repeats: int) -> list[str]:
             times.append(timed(at))
         lines.append(summary(f"saliency: change target, {method}", times, target))
     # Changing the method itself: each switch computes the newly chosen method (compiled above).
-    cycle = ["gradient", "smoothgrad", "integrated_gradients"]
+    cycle = ["vanilla_gradient", "smoothgrad", "integrated_gradients"]
     times = {m: [] for m in cycle}
     for k in range(repeats * len(cycle)):
         m = cycle[k % len(cycle)]

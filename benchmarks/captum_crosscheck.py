@@ -35,8 +35,10 @@ import numpy as np  # noqa: E402
 
 import explain.adversarial as adv  # noqa: E402
 import models  # noqa: E402
-from explain.adversarial import attacks as A  # noqa: E402
-from explain.gradients import prepare  # noqa: E402
+from explain.adversarial.attacks import AttackConfig, pgd_core  # noqa: E402
+
+# The public pure PGD core, compiled once: the last iterate without keep-best is Captum's algorithm.
+_pgd = jax.jit(pgd_core, static_argnums=0, static_argnames=("config", "value_range"))
 
 
 def torch_twin(variables: dict, features=(16, 32, 64, 64)):
@@ -127,15 +129,14 @@ def main(argv=None) -> int:
         fg.zero_thresh = args.zero_thresh
         pg.fgsm.zero_thresh = args.zero_thresh
     xc_f, t_cf = timed(lambda: fg.perturb(xt, args.eps, yt))
-    ours_f, t_jf = timed(lambda: adv.fgsm(b.model, x, eps=args.eps, labels=labels).clipped)
+    ours_f, t_jf = timed(lambda: adv.fgsm(b.model, x, eps=args.eps, labels=labels).x_adv)
     xc_p, t_cp = timed(lambda: pg.perturb(xt, args.eps, step, args.steps, yt, random_start=False))
-    # last iterate, no keep-best: the same algorithm as Captum's
-    _, _, fn, aux, _ = prepare(b.model, x, "loss", labels)
-    cfg = A.AttackConfig("pgd", steps=args.steps, random_start=False, keep_best=False)
-    run = A.compiled_attack(b.model.apply, fn, cfg, False, (lo, hi))
-    e = jnp.full((len(x),), args.eps, jnp.float32)
-    keys = jax.random.split(jax.random.key(0), len(x))
-    ours_p, t_jp = timed(lambda: run(b.model.params, jnp.asarray(x), aux, e, keys).x_adv)
+    # last iterate, no keep-best, no random start: the same algorithm as Captum's
+    cfg = AttackConfig("pgd", steps=args.steps, random_start=False, keep_best=False)
+    xj, lj = jnp.asarray(x), jnp.asarray(labels)
+    ours_p, t_jp = timed(
+        lambda: _pgd(b.model.apply, b.model.params, xj, labels=lj, eps=args.eps, config=cfg, value_range=(lo, hi)).x_adv
+    )
 
     def report(name, xc, xo, tc, to):
         xc, xo = xc.detach().numpy(), np.asarray(xo)

@@ -139,7 +139,7 @@ def main() -> None:
     print(f"[cost] forward: {t_fwd * 1e3:.1f} ms")
     refs = jnp.asarray(b.dataset.test.x[args.n : args.n + 64])
     for name in registry.METHODS:
-        run = lambda name=name: registry.run(name, b, x, key=jax.random.key(0), references=refs).values  # noqa: E731
+        run = lambda name=name: registry.call(name, b, x, key=jax.random.key(0), references=refs).values  # noqa: E731
         first, best = _timed(run, repeats=1)
         print(
             f"[cost] {name:32s} {best / t_fwd:8.1f}x forward   (run {best:.2f} s, first call incl. compile {first:.2f} s)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -9,11 +10,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import explain
 from dashboard import charts, state
-from dashboard.saliency import as_pil, enlarge
+from dashboard.common import as_pil, enlarge
 from explain import adversarial, viz
 from explain.adversarial import evaluation, explanations
+from explain.saliency import registry
 
 CURVE_EXAMPLES = 64  # robustness curve sample: the first test images
 CURVE_EPS_255 = (0, 1, 2, 4, 8, 16)  # ε grid in 1/255 units
@@ -33,20 +34,21 @@ class Attacked(NamedTuple):
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def attack(name: str, index: int, kind: str, eps: float, steps: int, target: int | None, seed: int) -> Attacked:
-    """FGSM or PGD (L∞) on test image ``index``, away from the predicted class or towards ``target``."""
+def attack(name: str, index: int, kind: str, eps: float, steps: int, goal: int | None, seed: int) -> Attacked:
+    """FGSM or PGD (L∞) on test image ``index``, away from the predicted class or towards the class ``goal``."""
     b = state.bundle(name)
     x = b.dataset.test.x[index : index + 1]
     if kind == "FGSM":
-        r = adversarial.fgsm(b.model, x, eps=eps, targets=target)
+        r = adversarial.fgsm(b.model, x, eps=eps, goal=goal)
     else:
-        r = adversarial.pgd(b.model, x, eps=eps, steps=steps, key=jax.random.key(seed), targets=target)
-    x_adv = np.asarray(r.clipped[0])
+        r = adversarial.pgd(b.model, x, eps=eps, steps=steps, key=jax.random.key(seed), goal=goal)
+    r = r.to_numpy()
+    x_adv = np.asarray(r.x_adv[0])
     delta = x_adv - x[0]
     return Attacked(
         x_adv=x_adv,
-        p_clean=np.asarray(jax.nn.softmax(r.logits_clean[0])),
-        p_adv=np.asarray(jax.nn.softmax(r.logits_adv[0])),
+        p_clean=state.softmax(r.outputs_clean)[0],
+        p_adv=state.softmax(r.outputs_adv)[0],
         success=bool(r.success[0]),
         linf=float(np.abs(delta).max()),
         l2=float(np.sqrt((delta.astype(np.float64) ** 2).sum())),
@@ -58,7 +60,7 @@ def saliency_pair(name: str, x: np.ndarray, x_adv: np.ndarray) -> tuple[np.ndarr
     """Gradient saliency of the predicted class on clean and adversarial input, with top-10% overlap and Spearman ρ."""
     b = state.bundle(name)
     both = np.stack([x, x_adv])
-    g = np.asarray(explain.input_gradients(b.model, both, target="pred").values)
+    g = registry.call("vanilla_gradient", b.model, both, target="pred").to_numpy().values
     flat = np.abs(g).sum(-1).reshape(1, 2, -1)
     k = max(1, flat.shape[-1] // 10)
     overlap = float(explanations.topk_overlap(flat[:, 0], flat[:, 1], k)[0])
@@ -78,13 +80,13 @@ def robustness(name: str, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, fl
     report = evaluation.evaluate_robustness(
         b.model,
         x,
-        y,
+        labels=y,
         attacks=attacks,
         eps=[e / 255 for e in CURVE_EPS_255],
         key=jax.random.key(seed),
         large_eps_examples=CURVE_EXAMPLES,
     )
-    rows = pd.DataFrame([r._asdict() for r in report.rows])
+    rows = pd.DataFrame([dataclasses.asdict(r) for r in report.rows])
     rows["eps_255"] = rows["eps"] * 255
     checks = pd.DataFrame(
         {
@@ -121,19 +123,19 @@ def attack_section(name: str, b) -> None:
         steps = st.slider("PGD steps", 1, 50, 10, key="adv_steps", disabled=kind != "PGD")
         targeted = st.checkbox("Targeted", key="adv_targeted")
         target_name = st.selectbox(
-            "Target class", classes, index=1 % len(classes), key="adv_target", disabled=not targeted
+            "Goal class", classes, index=1 % len(classes), key="adv_target", disabled=not targeted
         )
         seed = int(st.number_input("Seed (PGD random start)", 0, 2**31 - 1, 0, key="adv_seed"))
-    target = classes.index(target_name) if targeted else None
+    goal = classes.index(target_name) if targeted else None
     with st.spinner(f"Running {kind}…"):
-        a = attack(name, index, kind, eps255 / 255, int(steps), target, seed)
+        a = attack(name, index, kind, eps255 / 255, int(steps), goal, seed)
     x = test.x[index]
-    if targeted and int(np.argmax(a.p_clean)) == target:
+    if targeted and int(np.argmax(a.p_clean)) == goal:
         st.info(f"The model already predicts '{target_name}' for this image: a targeted attack towards it is trivial.")
     verdict = "succeeded" if a.success else "failed"
-    goal = f"towards '{target_name}'" if targeted else "away from the prediction"
+    aim = f"towards '{target_name}'" if targeted else "away from the prediction"
     st.markdown(
-        f"**{kind} {verdict}** ({goal}, ε = {eps255:g}/255): "
+        f"**{kind} {verdict}** ({aim}, ε = {eps255:g}/255): "
         f"**{describe(classes, a.p_clean)} → {describe(classes, a.p_adv)}** · true label: {classes[int(test.y[index])]}"
     )
     delta = a.x_adv - x

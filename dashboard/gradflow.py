@@ -9,21 +9,20 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
-from explain import chain_rule, depth, gradflow
+from explain import gradflow
+from explain.primer import chain_rule, depth
 
 MAX_DEPTH = 30  # the depth MLPs share one scan of this length: every depth reuses one compile per activation
 DEFAULT_INITS = ["normal", "glorot", "he"]
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def layer_flow(name: str, index: int, target: str) -> pd.DataFrame:
-    """Per-layer gradient norms for test input ``index``: ``target`` is ``"loss"`` (true label) or ``"pred"``."""
+def layer_flow(name: str, index: int, target: str | None) -> pd.DataFrame:
+    """Per-layer gradient norms for test input ``index``: ``target`` is ``"loss"`` (against the true label),
+    ``"pred"`` or ``None`` (the model's default: output 0 of a regression model)."""
     b = state.bundle(name)
     x, y = b.dataset.test.x[index : index + 1], b.dataset.test.y[index : index + 1]
-    if target == "loss":
-        flow = gradflow.gradient_flow(b.model, x, labels=y)
-    else:
-        flow = gradflow.gradient_flow(b.model, x, target=target)
+    flow = gradflow.gradient_flow(b.model, x, target=target, labels=y if target == "loss" else None)
     return pd.DataFrame(flow.rows())
 
 

@@ -1,13 +1,11 @@
 """Saliency explorer: pick a shipped image model and an image, compare saliency methods side by side.
 
-Page code only: the methods come from :data:`explain.saliency.registry.METHODS`
-(name -> function + option defaults), the drawing from :mod:`explain.viz`.
+Page code only: every map is one :func:`explain.saliency.registry.call` (method name -> function,
+option defaults read from its signature), the drawing is :mod:`explain.viz`.
 """
 
 from __future__ import annotations
 
-import inspect
-import io
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -15,42 +13,17 @@ import jax
 import numpy as np
 import pandas as pd
 import streamlit as st
-from PIL import Image
 
 import models
 from dashboard import state, uploads
+from dashboard.common import as_pil, enlarge, npy_bytes, png_bytes
 from explain import viz
 from explain.saliency import cam, integrated, registry
 
-DISPLAY = 256  # on-screen size of every image, pixels (nearest upscaling keeps pixels visible)
-DEFAULT_METHODS = ["gradient", "smoothgrad", "integrated_gradients"]
+DEFAULT_METHODS = ["vanilla_gradient", "smoothgrad", "integrated_gradients"]
 N_REFERENCES = 32  # test images used as the reference set of expected gradients / GradientSHAP
 COLORMAPS = ["auto", "inferno", "magma", "viridis", "hot", "gray", "RdBu_r", "coolwarm", "seismic"]
 PER_ROW = 3
-
-
-def enlarge(img: Image.Image, size: int = DISPLAY) -> Image.Image:
-    w, h = img.size
-    s = max(1, size // max(w, h))
-    return img.resize((w * s, h * s), Image.Resampling.NEAREST)
-
-
-def as_pil(x: np.ndarray) -> Image.Image:
-    """``(H, W, C)`` in [0, 1] -> an RGB/L Pillow image."""
-    a = np.round(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
-    return Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def npy_bytes(a: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, a, allow_pickle=False)
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- method options -> widgets
@@ -60,27 +33,48 @@ def spatial_layers(model) -> list[str]:
     return [n for n in model.layer_names if len(model.layer_shapes.get(n, ())) == 3]
 
 
+def with_default(choices: list, default: Any) -> list:
+    """``choices`` with the method's own default among them, in order (a select slider needs its value listed)."""
+    return sorted({*choices, default})
+
+
+def tunnel_methods() -> list[str]:
+    """Methods a noise tunnel can wrap: those with a pure core."""
+    return [name for name, info in registry.METHODS.items() if info.core is not None]
+
+
 def option_widget(method: str, option: str, default: Any, model) -> Callable[[Any], Any] | None:
-    """A widget for one of a method's options, or ``None`` for options fixed by the method."""
+    """A widget for one of a method's options (default from its signature), or ``None`` for options left at their
+    default (arrays, mappings, options the method derives itself)."""
     key = f"sal_opt_{method}_{option}"
     h, w = model.input_spec.shape[:2]
     lo, hi = model.input_spec.value_range or (0.0, 1.0)
     table: dict[str, Callable[[Any], Any]] = {
+        "absolute": lambda c: c.checkbox("absolute value |∂F/∂x|", bool(default), key=key),
         "steps": lambda c: c.slider("steps", 2, 256, int(default), key=key),
         "n_samples": lambda c: c.slider("samples", 1, 100, int(default), key=key),
         "noise_level": lambda c: c.slider("σ (noise, share of range)", 0.0, 0.5, float(default), 0.01, key=key),
-        "stdevs": lambda c: c.slider("σ (noise)", 0.0, 0.5, float(default), 0.01, key=key),
+        "method": lambda c: c.selectbox(
+            "method under noise", tunnel_methods(), index=tunnel_methods().index(default), key=key
+        ),
         "max_sigma": lambda c: c.slider("max blur σ", 1.0, 100.0, float(default), 1.0, key=key),
         "rule": lambda c: c.selectbox("quadrature", integrated.RULES, index=integrated.RULES.index(default), key=key),
         "baseline": lambda c: c.selectbox(
             "baseline", integrated.BASELINES, index=integrated.BASELINES.index(default), key=key
         ),
         "layer": lambda c: c.selectbox(
-            "layer", spatial_layers(model), index=spatial_layers(model).index(cam.default_layer(model)), key=key
+            "layer",
+            spatial_layers(model),
+            index=spatial_layers(model).index(default if default is not None else cam.default_layer(model)),
+            key=key,
         ),
-        "tolerance": lambda c: c.select_slider("tolerance", [1e-2, 3e-3, 1e-3, 3e-4, 1e-4], value=default, key=key),
+        "tolerance": lambda c: c.select_slider(
+            "tolerance", with_default([1e-2, 3e-3, 1e-3, 3e-4, 1e-4], default)[::-1], value=default, key=key
+        ),
         "start_steps": lambda c: c.slider("start steps", 4, 64, int(default), key=key),
-        "max_steps": lambda c: c.select_slider("max steps", [128, 256, 512, 1024], value=int(default), key=key),
+        "max_steps": lambda c: c.select_slider(
+            "max steps", with_default([128, 256, 512, 1024, 2048, 4096], int(default)), value=int(default), key=key
+        ),
         "fraction": lambda c: c.slider("fraction per step", 0.05, 1.0, float(default), 0.05, key=key),
         "max_dist": lambda c: c.slider("max distance", 0.0, 0.2, float(default), 0.01, key=key),
         "sqrt": lambda c: c.checkbox("sqrt σ schedule", bool(default), key=key),
@@ -97,7 +91,8 @@ def option_widget(method: str, option: str, default: Any, model) -> Callable[[An
 
 
 def method_options(method: str, model, container) -> dict[str, Any]:
-    """Widgets for the method's user-facing options; returns only the options the user can set."""
+    """Widgets for the method's user-facing options, built from ``registry.get(method).defaults``;
+    returns only the options the user can set."""
     info = registry.get(method)
     chosen = {}
     for option, default in info.defaults.items():
@@ -106,13 +101,18 @@ def method_options(method: str, model, container) -> dict[str, Any]:
         widget = option_widget(method, option, default, model)
         if widget is not None:
             chosen[option] = widget(container)
-    if "window" in chosen:  # strides follow the window: half of it, as the method's own default
+    if "window" in chosen and "strides" in info.defaults:  # strides follow the window: half of it
         chosen["strides"] = max(1, chosen["window"] // 2)
     return chosen
 
 
 def describe_options(options: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items()) or "no options"
+
+
+def is_signed(method: str, options: dict[str, Any]) -> bool:
+    """Whether the map is signed: the method's own flag, less ``absolute=True``."""
+    return registry.get(method).signed and not options.get("absolute", False)
 
 
 # ----------------------------------------------------------------------------- cached computations
@@ -132,16 +132,21 @@ class Map(NamedTuple):
 
 @st.cache_data(show_spinner=False, max_entries=512)
 def attribution(name: str, x: np.ndarray, method: str, target: int, options: tuple, seed: int) -> Map:
-    """One method's map for one image, explaining the class ``target``; cached per inputs and options."""
+    """One method's map for one image, explaining the class ``target``; cached per inputs and options.
+
+    One :func:`registry.call`: it passes the key to the methods that take one (the random ones, and
+    IG for its uniform baseline) and the reference images to those that draw baselines from them.
+    """
     b = state.bundle(name)
-    info = registry.get(method)
-    kwargs = {**info.defaults, **dict(options), "target": target}
-    # A key goes to every method that can use one (IG's uniform baseline draws noise too).
-    if info.needs_key or "key" in inspect.signature(info.fn).parameters:
-        kwargs["key"] = jax.random.key(seed)
-    if info.needs_references:
-        kwargs["references"] = references(name)
-    a = info.fn(b.model, x[None], **kwargs)
+    a = registry.call(
+        method,
+        b.model,
+        x[None],
+        target=target,
+        key=jax.random.key(seed),
+        references=references(name),
+        **dict(options),
+    ).to_numpy()
     delta = None if a.convergence_delta is None else float(np.asarray(a.convergence_delta).reshape(-1)[0])
     values = np.asarray(a.values[0], np.float32)
     return Map(values, delta, float(values.sum()))
@@ -233,7 +238,7 @@ def prediction(name: str, b: models.Bundle, picked: Picked) -> int:
 
 def show_map(col, b, picked: Picked, method: str, m: Map, options: dict, target: int, display: dict) -> None:
     cls = b.model.class_names[target]
-    signed = registry.get(method).signed and display["signed"]
+    signed = is_signed(method, options) and display["signed"]
     cmap = None if display["cmap"] == "auto" else display["cmap"]
     img = viz.overlay(
         picked.x, m.values, cmap=cmap, alpha=display["alpha"], percentile=display["percentile"], signed=signed

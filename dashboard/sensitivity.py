@@ -9,8 +9,17 @@ import streamlit as st
 from dashboard import charts, state
 from explain import sensitivity
 
-METHOD_LABELS = {"grad": "gradient × σ", "gxi": "gradient × input", "ig": "integrated gradients"}
-LOCAL_LABELS = {"grad": "gradient ∂t/∂x", "gxi": "gradient × input", "ig": "integrated gradients"}
+# Method names are the library's function names (explain/README.md); the labels are for the page only.
+METHOD_LABELS = {
+    "vanilla_gradient": "gradient × σ",
+    "gradient_x_input": "gradient × input",
+    "integrated_gradients": "integrated gradients",
+}
+LOCAL_LABELS = {
+    "vanilla_gradient": "gradient ∂t/∂x",
+    "gradient_x_input": "gradient × input",
+    "integrated_gradients": "integrated gradients",
+}
 SEED = 0
 # Fixed row counts: every shape compiles once, so a rerun never waits on XLA.
 GLOBAL_ROWS = 300
@@ -47,8 +56,8 @@ def global_ranking(
         labels=labels,
         methods=methods,
         n_bootstrap=n_bootstrap,
-        reference=b.dataset.train.x,
-    )
+        references=b.dataset.train.x,
+    ).to_numpy()
 
 
 @st.cache_data(show_spinner="Computing local sensitivities…", max_entries=512)
@@ -56,8 +65,8 @@ def local_values(name: str, choice: str, row: np.ndarray, label) -> sensitivity.
     b = state.bundle(name)
     target, labels = resolve_target(b, choice, np.asarray([label]))
     return sensitivity.local_sensitivity(
-        b.model, row[None], target=target, labels=labels, methods=("grad", "gxi", "ig"), reference=b.dataset.train.x
-    )
+        b.model, row[None], target=target, labels=labels, methods=tuple(LOCAL_LABELS), references=b.dataset.train.x
+    ).to_numpy()
 
 
 @st.cache_data(show_spinner="Computing Hessians…", max_entries=32)
@@ -65,7 +74,7 @@ def interaction_matrix(name: str, choice: str, n_rows: int) -> sensitivity.Inter
     b = state.bundle(name)
     x, y = b.dataset.test.x[:n_rows], b.dataset.test.y[:n_rows]
     target, labels = resolve_target(b, choice, y)
-    return sensitivity.interactions(b.model, x, target=target, labels=labels)
+    return sensitivity.interactions(b.model, x, target=target, labels=labels).to_numpy()
 
 
 def describe_prediction(b, name: str, row: np.ndarray) -> str:
@@ -85,7 +94,7 @@ def global_section(b, name: str, choice: str) -> None:
     n_rows = min(len(b.dataset.test), GLOBAL_ROWS)
     c1, c2 = st.columns([2, 1])
     methods = c1.multiselect(
-        "Methods", list(METHOD_LABELS), default=["grad", "gxi", "ig"], key="sens_methods", format_func=METHOD_LABELS.get
+        "Methods", list(METHOD_LABELS), default=list(METHOD_LABELS), key="sens_methods", format_func=METHOD_LABELS.get
     )
     n_boot = c2.select_slider("Bootstrap resamples", [50, 100, 200, 500], value=200, key="sens_boot")
     if not methods:

@@ -9,19 +9,17 @@ shared by every user: never mutate them.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import streamlit as st
 
 import models
+from explain import gradients
 
 log = logging.getLogger(__name__)
 
@@ -99,26 +97,24 @@ def tabular_models() -> tuple[str, ...]:
     return tuple(models.TABULAR_MODELS)
 
 
-@functools.cache
-def _softmax_fn(apply: Callable) -> Callable:
-    return jax.jit(lambda params, x: jax.nn.softmax(apply(params, x), axis=-1))
-
-
-@functools.cache
-def _output_fn(apply: Callable) -> Callable:
-    return jax.jit(apply)
-
-
-def probabilities(name: str, x: np.ndarray) -> np.ndarray:
-    """``(N, K)`` class probabilities of model ``name`` for ``x`` ``(N, *shape)``; jitted once per model."""
-    b = bundle(name)
-    return np.asarray(_softmax_fn(b.model.apply)(b.model.params, jnp.asarray(x, jnp.float32)))
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``(N, K)`` logits on the host (max-shifted, so large logits do not overflow)."""
+    z = np.asarray(logits, np.float64)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
 def outputs(name: str, x: np.ndarray) -> np.ndarray:
-    """``(N, K)`` raw outputs (logits or regression values)."""
-    b = bundle(name)
-    return np.asarray(_output_fn(b.model.apply)(b.model.params, jnp.asarray(x, jnp.float32)))
+    """``(N, K)`` raw outputs (logits or regression values) of model ``name`` for ``x`` ``(N, *shape)``.
+
+    One :func:`explain.gradients.forward`: validated, chunked by the memory budget, compiled once per shape.
+    """
+    return np.asarray(gradients.forward(bundle(name).model, np.asarray(x, np.float32)))
+
+
+def probabilities(name: str, x: np.ndarray) -> np.ndarray:
+    """``(N, K)`` class probabilities of model ``name`` for ``x`` ``(N, *shape)``."""
+    return softmax(outputs(name, x))
 
 
 class TestPredictions(NamedTuple):
@@ -129,25 +125,13 @@ class TestPredictions(NamedTuple):
     correct: np.ndarray
 
 
-_PRED_CHUNK = 250  # a fixed chunk so the forward pass compiles for one shape
-
-
 @st.cache_data(show_spinner="Classifying the test split…", max_entries=16)
 def test_predictions(name: str) -> TestPredictions:
     """Predicted class, its probability and correctness for every test image, cached per model."""
     b = bundle(name)
-    x, y = b.dataset.test.x, b.dataset.test.y
-    n = len(x)
-    probs = []
-    for start in range(0, n, _PRED_CHUNK):
-        chunk = x[start : start + _PRED_CHUNK]
-        pad = _PRED_CHUNK - len(chunk)
-        if pad:
-            chunk = np.concatenate([chunk, np.zeros((pad, *chunk.shape[1:]), chunk.dtype)])
-        probs.append(probabilities(name, chunk)[: _PRED_CHUNK - pad])
-    p = np.concatenate(probs)
+    p = probabilities(name, b.dataset.test.x)
     pred = p.argmax(axis=1)
-    return TestPredictions(pred=pred, confidence=p.max(axis=1), correct=pred == y)
+    return TestPredictions(pred=pred, confidence=p.max(axis=1), correct=pred == b.dataset.test.y)
 
 
 def filter_indices(y: np.ndarray, correct: np.ndarray, *, classes: list[int] | None, correctness: str) -> np.ndarray:

@@ -1,10 +1,14 @@
-"""Gradient explanations for JAX/Flax models: the public API, re-exported."""
+"""Gradient explanations for JAX/Flax models: the public API, re-exported.
 
-from explain import adversarial, batch, chain_rule, depth, gradflow, saliency, sensitivity, targets, viz
+The vocabulary every function uses (``target``, ``labels``, ``goal``, ``eps``, ``key``,
+``memory_budget``, ...) is listed in ``explain/README.md``.
+"""
+
+from explain import adversarial, batch, chunking, gradflow, primer, saliency, sensitivity, specs, targets, viz
 from explain.adapters import from_linen, from_nnx
 from explain.batch import BatchRun, attribute_dataset
 from explain.gradflow import GradientFlow, JacobianChain, gradient_flow, jacobian_chain
-from explain.gradients import Gradients, LayerGradients, hvp, input_gradients, layer_gradients
+from explain.gradients import Gradients, LayerGradients, Prepared, hvp, input_gradients, layer_gradients, prepare
 from explain.model import InputSpec, Model, as_model
 from explain.saliency import (
     Attribution,
@@ -19,6 +23,7 @@ from explain.saliency import (
     guided_integrated_gradients,
     integrated_gradients,
     integrated_gradients_adaptive,
+    noise_tunnel,
     occlusion,
     smoothgrad,
     smoothgrad_sq,
@@ -35,14 +40,14 @@ __all__ = [
     "JacobianChain",
     "LayerGradients",
     "Model",
+    "Prepared",
     "adversarial",
     "as_model",
     "attribute_dataset",
     "batch",
     "blur_integrated_gradients",
-    "chain_rule",
+    "chunking",
     "deconvnet",
-    "depth",
     "expected_gradients",
     "from_linen",
     "from_nnx",
@@ -60,11 +65,15 @@ __all__ = [
     "integrated_gradients_adaptive",
     "jacobian_chain",
     "layer_gradients",
+    "noise_tunnel",
     "occlusion",
+    "prepare",
+    "primer",
     "saliency",
     "sensitivity",
     "smoothgrad",
     "smoothgrad_sq",
+    "specs",
     "targets",
     "vanilla_gradient",
     "vargrad",

@@ -1,9 +1,11 @@
 """The command line: ``python -m explain COMMAND ...``.
 
 Each command lives in ``explain/cli/COMMAND.py`` with ``add_arguments(parser)``
-and ``run(args) -> int``; this file is only the table. Commands import the
-shipped ``models`` package at run time: the command line is the edge where
-names become objects, while the library itself never imports ``models``.
+and ``run(args) -> int``; this file is only the table. Every ``--model`` is
+resolved by :func:`explain.specs.resolve` (a shipped name, ``package.module:factory``
+or ``path/to/file.py:factory``), so the command line, like the library, never
+imports the ``models`` package; a spec that cannot be resolved prints one line
+and exits with status 2.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from explain.specs import SpecError
 
 COMMANDS: dict[str, str] = {
     "saliency": "Attribution maps for image models, as a labelled PNG grid.",
@@ -39,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=COMMANDS[name], description=COMMANDS[name])
         mod.add_arguments(p)
     args = parser.parse_args(argv)
-    return int(mods[args.command].run(args) or 0)
+    try:
+        return int(mods[args.command].run(args) or 0)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

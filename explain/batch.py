@@ -1,12 +1,20 @@
-"""Streaming batch attribution over a whole dataset: one shard per batch, resumable.
+"""Streaming batch attribution over a whole dataset: one shard file per ``batch_size`` rows, resumable.
 
-``attribute_dataset`` runs one saliency method over ``x (N, *input_shape)`` in
-batches of ``batch_size`` rows, writing each batch's result to
+``attribute_dataset`` runs one saliency method over ``x (N, *input_shape)``
+shard by shard: ``batch_size`` rows per shard, each shard's result written to
 ``out_dir/shard-{i:05d}.npz`` as soon as it is computed, so a dataset larger
 than memory (a ``np.memmap``) streams through and a crashed run resumes where
-it stopped. Batches are independent because samples do not interact (the model
-contract in :mod:`explain.model`), so per-sample results do not depend on
-``batch_size`` for deterministic methods. Random methods draw batch ``i`` with
+it stopped. ``batch_size`` means rows per shard file and nothing else (the one
+meaning of ``batch_size`` in ``explain``); how much is computed per compiled
+call inside a shard is the method's own ``memory_budget``, as in a direct call.
+Each shard is one :func:`explain.saliency.registry.call`, the call the command
+line and the dashboard make; options are checked against the method's
+signature (:meth:`~explain.saliency.registry.MethodInfo.check_options`) before
+any work.
+
+Shards are independent because samples do not interact (the model contract
+in :mod:`explain.model`), so per-sample results do not depend on
+``batch_size`` for deterministic methods. Random methods draw shard ``i`` with
 ``jax.random.fold_in(key, i)``: the result depends on the key and the batch
 size, never on where a run resumed.
 
@@ -15,7 +23,8 @@ Every shard and the ``manifest.json`` are written atomically
 fingerprint of them, and the shards completed so far. A crash therefore leaves
 only whole shards and a manifest listing them. A rerun with the same settings
 skips the listed shards whose file is intact; a rerun with other settings in
-the same ``out_dir`` raises instead of mixing two runs.
+the same ``out_dir`` raises instead of mixing two runs (``memory_budget`` and
+``show_progress`` are not settings: they change how, not what, is computed).
 
 Example:
   >>> run = attribute_dataset(m, x_memmap, method="integrated_gradients", out_dir="ig", options={"steps": 32})
@@ -26,11 +35,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import io
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,17 +46,16 @@ import jax
 import numpy as np
 
 from explain import chunking, targets
-from explain.checks import check_key
+from explain.arrays import ArrayLike, Batch
+from explain.checks import check_int, check_key
 from explain.io import atomic_write_bytes, atomic_write_text
 from explain.model import Model, as_model
 from explain.saliency import registry
 from explain.saliency.attribution import Attribution
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # 2: method names are function names, references are a setting of their own
 _FIELDS = ("values", "convergence_delta", "steps")
-# keyword arguments attribute_dataset supplies itself, never through options
-_RESERVED = frozenset({"target", "labels", "key"})
 
 
 def shard_path(out_dir: str | os.PathLike, index: int) -> Path:
@@ -151,66 +158,28 @@ def _fingerprint(settings: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------- method
 
 
-@dataclasses.dataclass(frozen=True)
-class _Method:
-    name: str
-    call: Callable[..., Attribution]  # (model, x, *, target, labels, key) -> Attribution
-    uses_key: bool
-
-
-def _resolve_method(method: Any, options: dict[str, Any], key: Any) -> _Method:
-    """Checks the method, its options and its key before any work; returns how to call it per batch."""
-    reserved = _RESERVED & set(options)
-    if reserved:
-        raise ValueError(f"pass {sorted(reserved)} as arguments of attribute_dataset, not in options")
+def _method_name(method: Any) -> str:
+    """The registry name of ``method``: a name, or a method function the registry lists (by identity)."""
     if isinstance(method, str):
-        info = registry.get(method)
-        refs = options.pop("references", None)
-        if info.needs_references and refs is None:
-            raise ValueError(
-                f"{method!r} draws baselines from a reference set; pass options={{'references': array}} "
-                "(the default, the batch itself, would make results depend on batch_size)"
-            )
-        # same check registry.run makes, made here so it fails before the first batch
-        unknown = set(options) - set(info.defaults) - {"internal_batch_size", "memory_budget"}
-        if unknown:
-            raise ValueError(
-                f"unknown option(s) {sorted(unknown)} for {method!r}; expected some of {sorted(info.defaults)}"
-            )
-        uses_key = info.needs_key or (key is not None and registry.accepts_key(info.fn))
-        if info.needs_key:
-            check_key(key, what=f"{method!r}")
+        registry.get(method)  # raises on an unknown name, listing the known ones
+        return method
+    for name, info in registry.METHODS.items():
+        if info.fn is method:
+            return name
+    what = getattr(method, "__qualname__", type(method).__name__)
+    raise TypeError(
+        f"expected method to be a method name or a method function of explain.saliency.registry, got {what}; "
+        f"expected one of {sorted(registry.METHODS)}"
+    )
 
-        def call(model, x, *, target, labels, key):
-            return registry.run(method, model, x, target=target, labels=labels, key=key, references=refs, **options)
 
-        return _Method(method, call, uses_key)
-    if not callable(method):
-        raise TypeError(f"expected method to be a callable or one of {sorted(registry.METHODS)}, got {type(method)}")
-    name = _callable_name(method)
-    params = inspect.signature(method).parameters
-    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        unknown = set(options) - set(params)
-        if unknown:
-            raise ValueError(f"unknown option(s) {sorted(unknown)} for {name}; it takes {list(params)[2:]}")
-    missing = [
-        n
-        for n, p in list(params.items())[2:]
-        if p.kind is p.KEYWORD_ONLY and p.default is p.empty and n not in options and n not in _RESERVED
-    ]
-    if missing:
-        raise ValueError(f"{name} requires option(s) {missing}; pass them in options=")
-    key_param = params.get("key")
-    key_required = key_param is not None and key_param.default is key_param.empty
-    if key_required:
-        check_key(key, what=name)
-    uses_key = key_required or (key_param is not None and key is not None)
-
-    def call(model, x, *, target, labels, key):
-        extra = ({"labels": labels} if labels is not None else {}) | ({"key": key} if uses_key else {})
-        return method(model, x, target=target, **extra, **options)
-
-    return _Method(name, call, uses_key)
+def _check_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` checked against the method's signature before any work (unknown names listed with the valid ones)."""
+    reserved = sorted(registry.RESERVED & set(options))
+    if reserved:
+        raise ValueError(f"pass {reserved} as arguments of attribute_dataset, not in options")
+    registry.get(name).check_options(options)
+    return dict(options)
 
 
 # ----------------------------------------------------------------------------- per-sample inputs
@@ -314,7 +283,7 @@ def _intact(out_dir: Path, entry: Any, rows: int, value_shape: Any) -> bool:
 
 def attribute_dataset(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
     method: str | Callable[..., Attribution],
     out_dir: str | os.PathLike,
@@ -322,48 +291,76 @@ def attribute_dataset(
     target: Any = None,
     labels: Any = None,
     key: jax.Array | None = None,
+    references: ArrayLike | None = None,
     options: Mapping[str, Any] | None = None,
-    progress: bool = False,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> BatchRun:
-    """Attributes every sample of ``x`` batch by batch, writing one shard per batch (module doc).
+    """Attributes every sample of ``x`` shard by shard, writing one file per shard (module doc).
+
+    Each shard is one :func:`explain.saliency.registry.call` of the method on
+    ``batch_size`` rows; inside it the method chunks its own work within
+    ``memory_budget``, exactly as a direct call does.
 
     Args:
       model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, *input_shape)`` floating array-like; a ``np.memmap`` is read one batch at a time.
-      method: a saliency function (``explain.integrated_gradients``) or a name in
-        :data:`explain.saliency.registry.METHODS` (then its registry defaults apply).
+      x: ``(N, *input_shape)`` floating array-like; a ``np.memmap`` is read one shard at a time.
+      method: a method name of :data:`explain.saliency.registry.METHODS` (its function name, e.g.
+        ``"integrated_gradients"``), or that function itself (``explain.integrated_gradients``).
       out_dir: folder for ``shard-{i:05d}.npz`` and ``manifest.json``; created if missing.
-      batch_size: rows per batch and shard (default 64); the last batch is padded to it, so
-        each shape compiles once, and trimmed on write.
+      batch_size: rows per shard file (default 64) and nothing else: it sets how often results
+        reach the disk and where a crashed run resumes, never how much is computed at once
+        (that is ``memory_budget``). The last shard is padded to it (so each shape compiles
+        once) and trimmed on write. Random methods draw with ``fold_in(key, shard)``, so their
+        results depend on ``batch_size``.
       target, labels: as the method takes them (:mod:`explain.targets`); per-sample arrays
-        (leading dimension ``N``, also inside a :class:`~explain.targets.Target`) are sliced per batch.
-      key: PRNG key, required when the method needs one; batch ``i`` uses ``fold_in(key, i)``.
-      options: the method's keyword options, e.g. ``{"steps": 64}``; for methods that draw
-        baselines, ``{"references": array}`` is required.
-      progress: show a tqdm progress bar over shards.
+        (leading dimension ``N``, also inside a :class:`~explain.targets.Target`) are sliced per shard.
+      key: ``jax.random.key``, required when the method is random; shard ``i`` uses ``fold_in(key, i)``.
+      references: the reference set of methods that draw baselines from one (Expected Gradients,
+        GradientSHAP), required for them: the default of a direct call, the batch itself, would
+        make results depend on ``batch_size``. Ignored by the other methods.
+      options: the method's own keyword options, e.g. ``{"steps": 64}``; validated against its
+        signature before any work (unknown names raise, listing the valid ones).
+      memory_budget: bytes per compiled call inside each shard (default
+        :data:`explain.chunking.MEMORY_BUDGET`); not part of the run's settings.
+      show_progress: a progress bar over shards.
 
     Returns:
       :class:`BatchRun`; ``.load()`` gives the values ``(N, ...)``.
 
     Raises:
       ValueError / TypeError: before any work or compilation, for a bad model, ``x``, ``batch_size``,
-      method name or option, a missing key, per-sample arrays of the wrong length, or an ``out_dir``
-      holding a run with other settings.
+      ``memory_budget``, method name or option, a missing key or reference set, per-sample arrays of
+      the wrong length, or an ``out_dir`` holding a run with other settings.
     """
     model = as_model(model)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"expected batch_size to be an int >= 1, got {batch_size!r}")
-    options = dict(options or {})
-    options_record = _canonical(options, "options")  # before _resolve_method takes "references" out
-    m = _resolve_method(method, options, key)
-    x = _check_x(model, x, int(batch_size))
+    batch_size = check_int("batch_size", batch_size)
+    chunking.check_budget(memory_budget)
+    name = _method_name(method)
+    info = registry.get(name)
+    options = _check_options(name, dict(options or {}))
+    options_record = _canonical(options, "options")
+    info.check_model(model)
+    uses_key = info.accepts_key and (info.needs_key or key is not None)
+    if uses_key:
+        key = check_key(key, what=repr(name))
+    if info.needs_references:
+        if references is None:
+            raise ValueError(
+                f"{name!r} draws baselines from a reference set; pass references=array (the default of a "
+                "direct call, the batch itself, would make results depend on batch_size)"
+            )
+        references = model.input_spec.validate(references, name="references", check_range=False)
+    else:
+        references = None
+    x = _check_x(model, x, batch_size)
     n = int(x.shape[0])
-    rows = min(int(batch_size), n)
+    rows = min(batch_size, n)
     take_target, take_labels = _slicer("target", target, n), _slicer("labels", labels, n)
     settings = {
-        "method": m.name,
+        "method": name,
         "options": options_record,
-        "batch_size": int(batch_size),
+        "batch_size": batch_size,
         "n": n,
         "input_shape": list(model.input_spec.shape),
         "dtype": str(x.dtype),
@@ -373,7 +370,8 @@ def attribute_dataset(
         "first_batch_sha256": _digest(np.ascontiguousarray(np.asarray(x[:rows])).tobytes()),
         "target": _canonical(target, "target"),
         "labels": _canonical(labels, "labels"),
-        "key": _canonical(key, "key") if m.uses_key else None,
+        "key": _canonical(key, "key") if uses_key else None,
+        "references": None if references is None else _array_record(references),
     }
     fingerprint = _fingerprint(settings)
     out_dir = Path(out_dir)
@@ -390,34 +388,31 @@ def attribute_dataset(
                 done[i] = entry
     skipped = tuple(sorted(done))
     completed = []
-    for i, (a, b) in _progress(enumerate(bounds), len(bounds), progress):
-        if i in done:
-            continue
-        sub_key = jax.random.fold_in(key, i) if m.uses_key else None
-        xb = _pad(np.asarray(x[a:b]), rows)
-        att = m.call(model, xb, target=take_target(a, b, rows), labels=take_labels(a, b, rows), key=sub_key)
-        arrays = {f: np.asarray(getattr(att, f))[: b - a] for f in _FIELDS if getattr(att, f) is not None}
-        shape = list(arrays["values"].shape[1:])
-        if value_shape is not None and shape != list(value_shape):
-            raise ValueError(f"shard {i} has values of shape {shape} per sample, earlier shards {value_shape}")
-        if value_shape is None or not (out_dir / MANIFEST).exists():
-            value_shape = shape
-            _write_manifest(out_dir, header, value_shape, done)  # before the first shard: no orphan shards
-        data = _npz_bytes(arrays)
-        path = atomic_write_bytes(shard_path(out_dir, i), data)
-        done[i] = {"index": i, "file": path.name, "rows": b - a, "sha256": _digest(data)}
-        _write_manifest(out_dir, header, value_shape, done)
-        completed.append(i)
+    with chunking.progress(len(bounds) - len(done), enabled=show_progress, desc="shards") as bar:
+        for i, (a, b) in enumerate(bounds):
+            if i in done:
+                continue
+            xb = _pad(np.asarray(x[a:b]), rows)
+            att = registry.call(
+                name, model, xb, target=take_target(a, b, rows), labels=take_labels(a, b, rows),
+                key=jax.random.fold_in(key, i) if uses_key else None, references=references,
+                memory_budget=memory_budget, **options,
+            )  # fmt: skip
+            arrays = {f: np.asarray(getattr(att, f))[: b - a] for f in _FIELDS if getattr(att, f) is not None}
+            shape = list(arrays["values"].shape[1:])
+            if value_shape is not None and shape != list(value_shape):
+                raise ValueError(f"shard {i} has values of shape {shape} per sample, earlier shards {value_shape}")
+            if value_shape is None or not (out_dir / MANIFEST).exists():
+                value_shape = shape
+                _write_manifest(out_dir, header, value_shape, done)  # before the first shard: no orphan shards
+            data = _npz_bytes(arrays)
+            path = atomic_write_bytes(shard_path(out_dir, i), data)
+            done[i] = {"index": i, "file": path.name, "rows": b - a, "sha256": _digest(data)}
+            _write_manifest(out_dir, header, value_shape, done)
+            completed.append(i)
+            bar.update()
     return BatchRun(out_dir, len(bounds), tuple(completed), skipped)
 
 
 def _count(bound: tuple[int, int]) -> int:
     return bound[1] - bound[0]
-
-
-def _progress(it: Iterator, total: int, show: bool) -> Iterator:
-    if not show:
-        return it
-    from tqdm.auto import tqdm  # optional display dependency, imported only when asked for
-
-    return tqdm(it, total=total, unit="shard")

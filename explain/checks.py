@@ -69,11 +69,6 @@ def check_key(key: Any, *, what: str) -> jax.Array:
     )
 
 
-def check_memory_budget(memory_budget: Any) -> int | None:
-    """``None`` (the default budget) or a positive number of bytes."""
-    return check_optional_int("memory_budget (bytes)", memory_budget)
-
-
 def check_finite_array(name: str, value: Any) -> np.ndarray:
     """``value`` as a NumPy array with no NaN or inf."""
     arr = np.asarray(value)
@@ -81,3 +76,34 @@ def check_finite_array(name: str, value: Any) -> np.ndarray:
         bad = int((~np.isfinite(arr)).sum())
         raise ValueError(f"expected a finite {name}, got {bad} NaN/inf value(s) of {arr.size}")
     return arr
+
+
+def input_dtype(dtype: Any, *, name: str = "x") -> np.dtype:
+    """The dtype policy for model inputs, in one place: what is accepted, cast or refused.
+
+    * ``float32``: used as is.
+    * ``float64``: used as is when ``jax_enable_x64`` is on (finite-difference
+      checks need it); otherwise cast to ``float32``, the dtype JAX computes in,
+      as ``jnp.asarray`` would (NumPy's default dtype must not be an error).
+    * ``float16`` / ``bfloat16``: refused. Gradients of saturated activations
+      underflow in half precision, and a silent upcast would explain a
+      different input than the one given; cast to float32 explicitly.
+    * integers, booleans, complex: refused (for 8-bit images, divide by 255).
+
+    Returns:
+      The dtype the input is computed in.
+
+    Raises:
+      TypeError: a refused dtype, naming it and the fix.
+    """
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return dtype
+    if dtype == np.float64:
+        return dtype if jax.config.jax_enable_x64 else np.dtype(np.float32)
+    if dtype.kind == "f" or dtype.name == "bfloat16":
+        raise TypeError(
+            f"expected {name} as float32 or float64, got {dtype} (half precision): cast with .astype('float32')"
+        )
+    hint = " (for 8-bit images divide by 255)" if dtype == np.uint8 else ""
+    raise TypeError(f"expected {name} with a floating dtype (float32 or float64), got {dtype}{hint}")

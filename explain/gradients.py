@@ -1,126 +1,237 @@
-"""The chain-rule primitive: input gradients, layer gradients and Hessian-vector products.
+"""The chain-rule primitive and the prepared batch every method consumes.
 
-Every method in `explain` is built on these. The pure functions
-(:func:`target_and_grad`, :func:`target_and_layer_grad`) are meant to be
-composed inside a method's own ``jax.jit``; the public wrappers validate
-input, resolve the target, and call a compiled function cached per
-``(model, target function)`` (``jax.jit`` then caches per shape).
+* :func:`prepare` validates ``x`` and binds the target once, on the host,
+  before anything is compiled, and returns a :class:`Prepared` batch.
+* :func:`target_and_grad` and :func:`target_and_layer_grad` are the pure
+  primitive: the only ``jax.vjp`` in ``explain``. Every method's core calls
+  them inside its own ``jax.jit``.
+* :func:`input_gradients`, :func:`layer_gradients`, :func:`hvp` are the public
+  wrappers: prepare, chunk (:mod:`explain.chunking`), call a compiled core.
 
 Because samples do not interact (see :mod:`explain.model`), the gradient of
-``sum_i target_i`` with respect to the batch is the stack of per-sample
-gradients, so one ``jax.vjp`` with a cotangent of ones serves the whole batch.
+``Σ_i target_i`` with respect to the batch is the stack of per-sample
+gradients, so one ``jax.vjp`` with the cotangent ``∂Σt/∂outputs`` serves the
+whole batch; for ``target="all"`` the pullback is vmapped over ``K`` one-hot
+cotangents and shares one forward pass.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
 
+from explain import chunking
 from explain import targets as targets_lib
+from explain.arrays import Batch
 from explain.model import Model, as_model
-from explain.targets import TargetFn
-
-# Keyed on the model's apply and the target function: a new lambda per call
-# would otherwise grow the cache without bound (e.g. on every dashboard rerun).
-_CACHE_SIZE = 128
+from explain.results import Result
+from explain.targets import BoundTarget
 
 
-class Gradients(NamedTuple):
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """A validated batch and its bound target: what every method, attack and ranking consumes.
+
+    Attributes:
+      x: ``(N, *input_shape)``, dtype per :func:`explain.checks.input_dtype`.
+      target: the target bound to these ``N`` rows (a predicted class already frozen at ``x``).
+      model: the model (static: hashed by identity).
+    """
+
+    x: Batch
+    target: BoundTarget
+    model: Model = dataclasses.field(metadata=dict(static=True))
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    def rows(self, idx: Any) -> Prepared:
+        """The batch of rows ``idx`` (an index array or a slice), target sliced alongside."""
+        return dataclasses.replace(self, x=self.x[idx], target=self.target.rows(idx))
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Gradients(Result):
     """``values``: ∂target/∂x, shape of ``x``; ``outputs``: ``(N, K)``; ``target_values``: ``(N,)``."""
 
-    values: jax.Array
-    outputs: jax.Array
-    target_values: jax.Array
+    values: Float[Array | np.ndarray, " n *features"]
+    outputs: Float[Array | np.ndarray, " n k"]
+    target_values: Float[Array | np.ndarray, " n"]
 
 
-class LayerGradients(NamedTuple):
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class LayerGradients(Result):
     """``activations`` hₗ and ``gradients`` ∂target/∂hₗ, both ``(N, *layer_shape)``."""
 
-    activations: jax.Array
-    gradients: jax.Array
-    outputs: jax.Array
-    target_values: jax.Array
+    activations: Float[Array | np.ndarray, " n *layer"]
+    gradients: Float[Array | np.ndarray, " n *layer"]
+    outputs: Float[Array | np.ndarray, " n k"]
+    target_values: Float[Array | np.ndarray, " n"]
+
+
+# ----------------------------------------------------------------------------- the primitive (pure)
+
+
+def _target_vjp(f: Callable, primal: jax.Array, target: BoundTarget) -> tuple[jax.Array, jax.Array, jax.Array, Any]:
+    """``(t, ∂Σt/∂primal, outputs, aux)`` for ``f(primal) -> (outputs (R, K), aux)``: the one ``jax.vjp``.
+
+    With ``target.all_outputs`` the gradient is ``(R, K, ...)`` (one backward
+    pass per output, vmapped over one-hot cotangents) and ``t`` the outputs.
+    """
+    out, pullback, aux = jax.vjp(f, primal, has_aux=True)
+    if target.all_outputs:
+        k = out.shape[1]
+        cot = jnp.broadcast_to(jnp.eye(k, dtype=out.dtype)[:, None, :], (k, *out.shape))  # (K, R, K)
+        (g,) = jax.vmap(pullback)(cot)  # (K, R, ...)
+        return out, jnp.moveaxis(g, 0, 1), out, aux
+    (_, t), cot = jax.value_and_grad(lambda o: (lambda v: (v.sum(), v))(target(o)), has_aux=True)(out)
+    (g,) = pullback(cot)
+    return t, g, out, aux
 
 
 def target_and_grad(
-    apply: Callable, target_fn: TargetFn, params: Any, x: jax.Array, aux: Any
+    apply: Callable, params: Any, x: Float[Array, " r *features"], target: BoundTarget
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Pure: ``(target (N,), ∂target/∂x (N, ...), outputs (N, K))`` with one ``jax.vjp``."""
+    """Pure: ``(target (R,), ∂target/∂x (R, ...), outputs (R, K))`` for a batch of rows.
 
-    def f(x):
-        out = apply(params, x)
-        return target_fn(out, aux), out
-
-    t, vjp, out = jax.vjp(f, x, has_aux=True)
-    (g,) = vjp(jnp.ones_like(t))
+    With ``target="all"``: ``(outputs (R, K), ∂outputs/∂x (R, K, ...), outputs)``.
+    """
+    t, g, out, _ = _target_vjp(lambda x: (apply(params, x), None), x, target)
     return t, g, out
 
 
 def target_and_layer_grad(
-    tap: Callable, target_fn: TargetFn, params: Any, x: jax.Array, aux: Any, layer: str, layer_shape: tuple[int, ...]
+    tap: Callable, params: Any, x: Float[Array, " r *features"], target: BoundTarget, *, layer: str, layer_shape: tuple
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """Pure: ``(target, hₗ, ∂target/∂hₗ, outputs)``; the gradient is taken at a zero delta on hₗ."""
+    """Pure: ``(target, hₗ, ∂target/∂hₗ, outputs)``; the gradient is taken at a zero delta on hₗ.
+
+    ``∂target/∂hₗ`` is ``(R, *layer_shape)``, or ``(R, K, *layer_shape)`` with ``target="all"``.
+    """
     delta0 = jnp.zeros((x.shape[0], *layer_shape), x.dtype)
 
     def f(delta):
         out, acts = tap(params, x, {layer: delta})
-        return target_fn(out, aux), (out, acts[layer])
+        return out, acts[layer]
 
-    t, vjp, (out, act) = jax.vjp(f, delta0, has_aux=True)
-    (g,) = vjp(jnp.ones_like(t))
+    t, g, out, act = _target_vjp(f, delta0, target)
     return t, act, g, out
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _compiled_input_grad(apply: Callable, target_fn: TargetFn):
-    return jax.jit(functools.partial(target_and_grad, apply, target_fn))
-
-
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _compiled_layer_grad(tap: Callable, target_fn: TargetFn, layer: str, layer_shape: tuple[int, ...]):
-    return jax.jit(functools.partial(target_and_layer_grad, tap, target_fn, layer=layer, layer_shape=layer_shape))
-
-
-def target_hvp(apply: Callable, target_fn: TargetFn, params: Any, x: jax.Array, v: jax.Array, aux: Any) -> jax.Array:
+def target_hvp(
+    apply: Callable, params: Any, x: Float[Array, " r *features"], v: Float[Array, " r *features"], target: BoundTarget
+) -> Float[Array, " r *features"]:
     """Pure: per-sample ``H_i v_i`` with ``H_i = ∂²target_i/∂x_i²`` (forward over reverse: ``jvp`` of the gradient).
 
     Samples do not interact, so one ``jvp`` of the batch gradient serves them all.
     """
-
-    def grad_fn(x):
-        return target_and_grad(apply, target_fn, params, x, aux)[1]
-
-    return jax.jvp(grad_fn, (x,), (v,))[1]
+    return jax.jvp(lambda x: target_and_grad(apply, params, x, target)[1], (x,), (v,))[1]
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def _compiled_hvp(apply: Callable, target_fn: TargetFn):
-    return jax.jit(functools.partial(target_hvp, apply, target_fn))
+def forward_outputs(apply: Callable, params: Any, x: Float[Array, " r *features"]) -> Float[Array, " r k"]:
+    """Pure: the model's outputs ``(R, K)``."""
+    return apply(params, x)
 
 
-def prepare(model: Model | Any, x: Any, target: Any, labels: Any = None):
-    """Validates ``x`` and resolves ``target``: ``(model, x, target_fn, aux, target_name)``.
+# Compiled once per static (function, options): jax.jit keeps its own bounded cache per static argument.
+_forward = jax.jit(forward_outputs, static_argnums=0)
+_grad = jax.jit(target_and_grad, static_argnums=0)
+_layer_grad = jax.jit(target_and_layer_grad, static_argnums=0, static_argnames=("layer", "layer_shape"))
+_hvp = jax.jit(target_hvp, static_argnums=0)
 
-    Every public method starts here, so bad input raises before compilation.
+
+# ----------------------------------------------------------------------------- the prepared batch
+
+
+def forward(model: Model | Any, x: Any, *, memory_budget: int | None = None) -> np.ndarray:
+    """The model's outputs ``(N, K)`` for a validated batch, chunked (a forward pass needs ~1/3 of a backward row)."""
+    model = as_model(model)
+    rows = 3 * chunking.rows_per_chunk(model, memory_budget=memory_budget)
+    return chunking.map_rows(functools.partial(_forward, model.apply, model.params), x, batch=rows)
+
+
+def _check_target_shape(model: Model, x: Any, target: BoundTarget) -> None:
+    """Traces the target abstractly (nothing compiles) so a wrong output shape names the user's ``N``."""
+    n = x.shape[0]
+    expected = (n, model.num_outputs) if target.all_outputs else (n,)
+    try:
+        shape = jax.eval_shape(
+            lambda p, x, t: t(model.apply(p, x)), model.params, jax.ShapeDtypeStruct(x.shape, x.dtype), target
+        ).shape
+    except (TypeError, AttributeError) as e:
+        raise TypeError(f"target {target.name!r} failed on outputs of shape ({n}, {model.num_outputs}): {e}") from e
+    if tuple(shape) != expected:
+        raise ValueError(
+            f"expected target {target.name!r} to return one value per sample, shape {expected}, got {tuple(shape)}"
+        )
+
+
+def prepare(
+    model: Model | Any,
+    x: Any,
+    *,
+    target: Any = None,
+    labels: Any = None,
+    allow_all: bool = False,
+    memory_budget: int | None = None,
+) -> Prepared:
+    """Validates ``x`` and binds ``target`` once, before any compilation: the start of every public function.
+
+    A predicted-class target (``None`` or ``"pred"`` on a classifier) is frozen
+    to the class predicted at ``x`` (one chunked forward pass, after every check):
+    along an integration path, under noise or during an attack the argmax may
+    move, and explaining a moving target breaks completeness (Captum likewise
+    fixes the target first).
+
+    Args:
+      model: a :class:`~explain.model.Model` or a bundle with ``.model``.
+      x: ``(N, *input_spec.shape)``; see :func:`explain.checks.input_dtype` for dtypes.
+      target: see :mod:`explain.targets`; ``"all"`` only with ``allow_all=True``.
+      labels: ``(N,)`` labels for ``target="loss"``.
+
+    Raises:
+      ValueError / TypeError: bad shape, dtype, NaN/inf, class out of range, labels
+      missing or malformed, a target returning the wrong shape.
     """
     model = as_model(model)
     x = model.input_spec.validate(x)
-    fn, aux, name = targets_lib.resolve(model, target, x.shape[0], labels=labels)
-    return model, x, fn, aux, name
+    bound = targets_lib.resolve(model, target, x.shape[0], labels=labels, allow_all=allow_all)
+    _check_target_shape(model, x, bound)
+    if bound.fn in targets_lib.FROZEN:
+        pred = np.argmax(forward(model, x, memory_budget=memory_budget), axis=1).astype(np.int32)
+        bound = BoundTarget(targets_lib.FROZEN[bound.fn], jnp.asarray(pred), bound.name)
+    return Prepared(x=x, target=bound, model=model)
 
 
-def input_gradients(model: Model, x: Any, *, target: Any = None, labels: Any = None) -> Gradients:
-    """∂target/∂x for a whole batch with one backward pass.
+# ----------------------------------------------------------------------------- public wrappers
+
+
+def input_gradients(
+    model: Model | Any,
+    x: Batch,
+    *,
+    target: Any = None,
+    labels: Any = None,
+    memory_budget: int | None = None,
+) -> Gradients:
+    """∂target/∂x for a whole batch, one backward pass per chunk of rows.
 
     Args:
       model: a :class:`~explain.model.Model` (or a bundle with ``.model``).
       x: ``(N, *input_spec.shape)`` floating array.
       target: see :mod:`explain.targets`; default the predicted class's logit.
       labels: ``(N,)`` labels when ``target="loss"``.
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
 
     Returns:
       :class:`Gradients` with ``values`` shaped like ``x``.
@@ -128,12 +239,21 @@ def input_gradients(model: Model, x: Any, *, target: Any = None, labels: Any = N
     Example:
       >>> g = explain.input_gradients(m, x, target="pred").values
     """
-    model, x, fn, aux, _ = prepare(model, x, target, labels)
-    t, g, out = _compiled_input_grad(model.apply, fn)(model.params, x, aux)
-    return Gradients(values=g, outputs=out, target_values=t)
+    p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
+    rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, dtype=p.x.dtype)
+    t, g, out = chunking.map_rows(functools.partial(_grad, p.model.apply, p.model.params), p.x, p.target, batch=rows)
+    return chunking.to_device(Gradients(values=g, outputs=out, target_values=t))
 
 
-def layer_gradients(model: Model, x: Any, layer: str, *, target: Any = None, labels: Any = None) -> LayerGradients:
+def layer_gradients(
+    model: Model | Any,
+    x: Batch,
+    *,
+    layer: str,
+    target: Any = None,
+    labels: Any = None,
+    memory_budget: int | None = None,
+) -> LayerGradients:
     """Activations of a named layer and ∂target/∂(those activations), without editing the model.
 
     Args:
@@ -143,18 +263,27 @@ def layer_gradients(model: Model, x: Any, layer: str, *, target: Any = None, lab
     Raises:
       ValueError: unknown layer, naming the known ones.
     """
-    model = as_model(model)
-    model.check_layer(layer)
-    model, x, fn, aux, _ = prepare(model, x, target, labels)
-    run = _compiled_layer_grad(model.tap, fn, layer, model.layer_shapes[layer])
-    t, act, g, out = run(model.params, x, aux)
-    return LayerGradients(activations=act, gradients=g, outputs=out, target_values=t)
+    m = as_model(model)
+    m.check_layer(layer)
+    p = prepare(m, x, target=target, labels=labels, memory_budget=memory_budget)
+    rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, dtype=p.x.dtype)
+    run = functools.partial(_layer_grad, m.tap, m.params, layer=layer, layer_shape=m.layer_shapes[layer])
+    t, act, g, out = chunking.map_rows(run, p.x, p.target, batch=rows)
+    return chunking.to_device(LayerGradients(activations=act, gradients=g, outputs=out, target_values=t))
 
 
-def hvp(model: Model, x: Any, v: Any, *, target: Any = None, labels: Any = None) -> jax.Array:
+def hvp(
+    model: Model | Any,
+    x: Batch,
+    *,
+    v: Batch,
+    target: Any = None,
+    labels: Any = None,
+    memory_budget: int | None = None,
+) -> Float[Array, " n *features"]:
     """Per-sample Hessian-vector products ``H_i v_i`` with ``H_i = ∂²target_i/∂x_i²``.
 
-    Forward-over-reverse (``jax.jvp`` of the gradient), one pass per batch.
+    Forward-over-reverse (``jax.jvp`` of the gradient), one pass per chunk of rows.
 
     Args:
       x, v: ``(N, *input_spec.shape)``; ``v`` is the direction per sample.
@@ -162,8 +291,10 @@ def hvp(model: Model, x: Any, v: Any, *, target: Any = None, labels: Any = None)
     Returns:
       ``(N, *input_spec.shape)``.
     """
-    model, x, fn, aux, _ = prepare(model, x, target, labels)
-    v = model.input_spec.validate(v, name="v", check_range=False)
-    if v.shape != x.shape:
-        raise ValueError(f"expected v of the same shape as x {tuple(x.shape)}, got {tuple(v.shape)}")
-    return _compiled_hvp(model.apply, fn)(model.params, x, v.astype(x.dtype), aux)
+    p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
+    v = p.model.input_spec.validate(v, name="v", check_range=False)
+    if v.shape != p.x.shape:
+        raise ValueError(f"expected v of the same shape as x {tuple(p.x.shape)}, got {tuple(v.shape)}")
+    rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, factor=2, dtype=p.x.dtype)
+    run = functools.partial(_hvp, p.model.apply, p.model.params)
+    return jnp.asarray(chunking.map_rows(lambda x, v, t: run(x, v.astype(x.dtype), t), p.x, v, p.target, batch=rows))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 
@@ -11,22 +11,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Writes ``data`` to a temporary file beside ``path`` and renames it into place.
 
     The rename is atomic on POSIX, so readers see the old file or the new one,
-    never a partial one. The file gets the usual ``0o666 & ~umask`` mode
-    (``mkstemp`` alone would leave it owner-only).
+    never a partial one. The temporary file is created with mode ``0o666`` and
+    the kernel applies the process umask, so the file gets the usual
+    ``0o666 & ~umask`` mode without reading or changing the umask (which is
+    process-wide: a read-and-restore round trip races with other threads).
+    On any failure the temporary file is removed and the old file, if any, is kept.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -31,6 +31,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explain.checks import input_dtype
+
 OutputKind = Literal["classification", "regression"]
 Params = Any
 ApplyFn = Callable[[Params, jax.Array], jax.Array]
@@ -68,7 +70,7 @@ class InputSpec:
         rng = "" if self.value_range is None else f" in [{self.value_range[0]:g}, {self.value_range[1]:g}]"
         return f"(N, {', '.join(map(str, self.shape))}){rng}"
 
-    def validate(self, x: Any, *, name: str = "x", check_range: bool = True) -> jax.Array:
+    def validate(self, x: Any, *, name: str = "x", check_range: bool = True) -> np.ndarray | jax.Array:
         """Checks a batch against the spec before any compilation.
 
         Args:
@@ -77,13 +79,14 @@ class InputSpec:
           check_range: warn when values leave ``value_range``.
 
         Returns:
-          ``x`` as a JAX array (dtype kept: float32 or float64).
+          ``x`` in the dtype of :func:`explain.checks.input_dtype`; a NumPy array stays a
+          NumPy array (not copied to the device as a whole), anything else becomes a JAX array.
 
         Raises:
-          TypeError: non-floating dtype.
+          TypeError: a dtype :func:`explain.checks.input_dtype` refuses.
           ValueError: wrong rank or shape, empty batch, NaN or inf.
         """
-        arr = np.asarray(x) if not isinstance(x, jax.Array) else x
+        arr = x if isinstance(x, (jax.Array, np.ndarray)) else np.asarray(x)
         expected = self.describe()
         if arr.ndim != len(self.shape) + 1:
             hint = " (add a batch axis: x[None])" if arr.ndim == len(self.shape) else ""
@@ -92,9 +95,7 @@ class InputSpec:
             raise ValueError(f"expected {name} of shape {expected}, got shape {tuple(arr.shape)}")
         if arr.shape[0] == 0:
             raise ValueError(f"expected {name} of shape {expected} with N >= 1, got an empty batch")
-        if not jnp.issubdtype(arr.dtype, jnp.floating):
-            hint = " (for 8-bit images divide by 255)" if arr.dtype == np.uint8 else ""
-            raise TypeError(f"expected {name} with a floating dtype (float32 or float64), got {arr.dtype}{hint}")
+        dtype = input_dtype(arr.dtype, name=name)
         host = np.asarray(arr)
         finite = np.isfinite(host)
         if not finite.all():
@@ -110,7 +111,8 @@ class InputSpec:
                     f"{name} has values in [{mn:.4g}, {mx:.4g}], outside the declared range [{lo:g}, {hi:g}]",
                     stacklevel=3,
                 )
-        return jnp.asarray(arr)
+        # Host arrays stay on the host (chunked calls copy one chunk at a time to the device).
+        return arr.astype(dtype, copy=False) if isinstance(arr, np.ndarray) else jnp.asarray(arr, dtype)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -178,7 +180,7 @@ class HasModel(Protocol):
     model: Model
 
 
-def as_model(obj: Model | HasModel) -> Model:
+def as_model(obj: Any) -> Model:
     """Returns the :class:`Model` itself, or the ``.model`` of a bundle such as ``models.load(...)``."""
     if isinstance(obj, Model):
         return obj

@@ -1,16 +1,18 @@
 """What is differentiated: one scalar per sample, chosen from the model's outputs.
 
-A target is a pure function ``fn(outputs (N, K), aux) -> (N,)`` plus ``aux``,
-the per-sample data it needs (class indices, labels). ``fn`` is static (it
-keys the compile cache); ``aux`` is traced, so explaining another class or
-other labels reuses the compiled function.
+A target bound to a batch is a :class:`BoundTarget`: a pure function
+``fn(outputs (N, K), aux) -> (N,)`` (static: it keys compilation) and ``aux``,
+its per-row data (class indices, labels; leading axis ``N``, or ``None``).
+Because ``aux`` is traced, explaining another class or other labels reuses the
+compiled function, and slicing a batch slices its target with it.
 
 Shortcuts accepted wherever a method takes ``target=``:
 
 * ``None``: the predicted class's logit (classification) or output 0 (regression).
 * ``int`` or an ``(N,)`` int array: that class's logit.
-* ``"pred"``: the predicted class's logit (argmax taken inside the compiled call).
+* ``"pred"``: the predicted class's logit, the class frozen at ``x`` (see :func:`explain.gradients.prepare`).
 * ``"loss"``: the loss against ``labels`` (cross-entropy or mean squared error).
+* ``"all"``: every output at once (methods that support it return ``(N, K, ...)``).
 * a callable ``outputs (N, K) -> (N,)``.
 * a :class:`Target` from :func:`class_score`, :func:`loss`, :func:`output`, :func:`custom`.
 """
@@ -30,22 +32,55 @@ from explain.model import Model
 Score = Literal["logit", "prob", "log_prob"]
 LossKind = Literal["ce", "mse"]
 TargetFn = Callable[[jax.Array, Any], jax.Array]
+ALL = "all"
 
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A resolved target: ``fn(outputs, aux) -> (N,)``; ``name`` is for reports.
+    """A target not yet bound to a batch: ``fn`` and what it still needs.
 
     ``classes`` is the class spec still to be checked against the model
     (``"pred"``, an int or an array); ``labels`` likewise for losses.
     """
 
-    fn: TargetFn
+    fn: TargetFn | None
     name: str
     classes: Any = None
     labels: Any = None
     needs: Literal["none", "classes", "labels"] = "none"
     loss_kind: LossKind | None = None
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class BoundTarget:
+    """A target bound to a batch of ``N`` rows: ``self(outputs (N, K)) -> (N,)``.
+
+    A pytree (``aux`` is the leaf), so it can be passed into ``jax.jit`` and
+    ``jax.vmap`` next to ``x``. ``fn is None`` means every output
+    (``target="all"``): ``self(outputs)`` is ``outputs (N, K)``.
+    """
+
+    fn: TargetFn | None = dataclasses.field(metadata=dict(static=True))
+    aux: Any = None
+    name: str = dataclasses.field(default="", metadata=dict(static=True))
+
+    @property
+    def all_outputs(self) -> bool:
+        return self.fn is None
+
+    def __call__(self, outputs: jax.Array) -> jax.Array:
+        return outputs if self.fn is None else self.fn(outputs, self.aux)
+
+    def rows(self, idx: Any) -> BoundTarget:
+        """The target of the rows ``idx`` (an index array or a slice)."""
+        return dataclasses.replace(self, aux=jax.tree_util.tree_map(lambda a: a[idx], self.aux))
+
+    def tile(self, reps: int) -> BoundTarget:
+        """The target of ``reps`` copies of the batch laid out ``(reps, N)`` row-major."""
+        return dataclasses.replace(
+            self, aux=jax.tree_util.tree_map(lambda a: jnp.tile(a, (reps,) + (1,) * (a.ndim - 1)), self.aux)
+        )
 
 
 def _take(values: jax.Array, idx: jax.Array) -> jax.Array:
@@ -80,21 +115,41 @@ def _pred_log_prob(out, _):
     return _take(jax.nn.log_softmax(out, axis=1), _pred(out))
 
 
-def _ce(out, labels):
-    return -_take(jax.nn.log_softmax(out, axis=1), labels)
+def cross_entropy(out: jax.Array, labels: jax.Array) -> jax.Array:
+    """``-log softmax(z)_y``, written so its gradient is exact in float32.
+
+    The textbook form ``logsumexp(z) - z_y`` has gradient ``p - onehot(y)``,
+    whose true-class entry ``p_y - 1`` rounds to exactly 0 once ``p_y`` rounds
+    to 1 (a logit gap above ~17 in float32), although its exact value is
+    ``-Σ_{k≠y} p_k``; every attack and loss saliency on a confident sample then
+    loses that component. Here ``L = softplus(m)`` with
+    ``m = logsumexp_{k≠y}(z_k - z_y)``, so ``∂L/∂z_y = -σ(m)`` and
+    ``∂L/∂z_k = σ(m)·softmax_{k≠y}(z - z_y)_k`` are computed directly and
+    never as a difference of nearly equal numbers.
+
+    Args:
+      out: logits ``(N, K)``, ``K >= 2``.
+      labels: ``(N,)`` int class indices.
+
+    Returns:
+      ``(N,)`` per-sample losses.
+    """
+    z_y = _take(out, labels)
+    is_label = jax.nn.one_hot(labels, out.shape[1], dtype=bool)
+    others = jnp.where(is_label, -jnp.inf, out - z_y[:, None])
+    return jax.nn.softplus(jax.nn.logsumexp(others, axis=1))
 
 
-def _mse(out, labels):
+def mean_squared_error(out: jax.Array, labels: jax.Array) -> jax.Array:
+    """``mean_k (out_k - y_k)²`` per sample; ``labels`` ``(N,)`` or ``(N, K)``."""
     labels = labels.reshape(out.shape[0], -1)
     return jnp.mean((out - labels) ** 2, axis=1)
 
 
-def _output(out, idx):
-    return out[:, idx]
-
-
 _SCORES = {"logit": (_logit, _pred_logit), "prob": (_prob, _pred_prob), "log_prob": (_log_prob, _pred_log_prob)}
-_LOSSES = {"ce": _ce, "mse": _mse}
+_LOSSES = {"ce": cross_entropy, "mse": mean_squared_error}
+# A predicted-class target becomes the same score of a fixed class once the class is frozen at x.
+FROZEN = {by_pred: by_index for by_index, by_pred in _SCORES.values()}
 
 
 def class_score(cls: int | Any | Literal["pred"] = "pred", score: Score = "logit") -> Target:
@@ -121,7 +176,7 @@ def loss(labels: Any, kind: LossKind | None = None) -> Target:
 
 def output(index: int = 0) -> Target:
     """Regression output ``index`` (or any output column of ``outputs``)."""
-    return Target(_output, f"output[{index}]", classes=int(index), needs="none")
+    return Target(_logit, f"output[{index}]", classes=int(index), needs="classes")
 
 
 def custom(fn: Callable[[jax.Array], jax.Array], name: str | None = None) -> Target:
@@ -136,13 +191,10 @@ class _CustomFn:
     fn: Callable[[jax.Array], jax.Array]
 
     def __call__(self, out, _aux):
-        val = self.fn(out)
-        if val.shape != (out.shape[0],):
-            raise ValueError(f"expected the custom target to return shape ({out.shape[0]},), got {val.shape}")
-        return val
+        return jnp.asarray(self.fn(out))
 
 
-def _check_classes(model: Model, cls: Any, n: int) -> jax.Array:
+def _check_classes(model: Model, cls: Any, n: int, *, what: str = "class index") -> jax.Array:
     k = model.num_outputs
     arr = np.asarray(cls)
     if not np.issubdtype(arr.dtype, np.integer):
@@ -150,10 +202,11 @@ def _check_classes(model: Model, cls: Any, n: int) -> jax.Array:
     if arr.ndim == 0:
         arr = np.full((n,), int(arr))
     if arr.shape != (n,):
-        raise ValueError(f"expected one class index per sample, shape ({n},), got {arr.shape}")
+        raise ValueError(f"expected one {what} per sample, shape ({n},), got {arr.shape}")
     if arr.min() < 0 or arr.max() >= k:
         bad = int(arr[(arr < 0) | (arr >= k)][0])
-        raise ValueError(f"class index {bad} out of range; model {model.name!r} has {k} classes (0..{k - 1})")
+        noun = "classes" if what == "class index" else "outputs"
+        raise ValueError(f"{what} {bad} out of range; model {model.name!r} has {k} {noun} (0..{k - 1})")
     return jnp.asarray(arr, jnp.int32)
 
 
@@ -172,49 +225,53 @@ def _check_labels(model: Model, labels: Any, n: int, kind: str) -> jax.Array:
     return jnp.asarray(arr)
 
 
-def resolve(model: Model, target: Any, n: int, *, labels: Any = None) -> tuple[TargetFn, Any, str]:
-    """Turns any accepted ``target`` into ``(fn, aux, name)`` for a batch of ``n`` samples.
-
-    Raises before any compilation: class index out of range, labels of the
-    wrong shape, a class target on a regression model.
-    """
+def _as_target(model: Model, target: Any, labels: Any) -> Target:
     if target is None:
-        target = "pred" if model.output_kind == "classification" else output(0)
+        return class_score("pred") if model.output_kind == "classification" else output(0)
     if isinstance(target, str):
         if target == "pred":
-            target = class_score("pred")
-        elif target == "loss":
-            target = loss(labels)
-        else:
-            raise ValueError(
-                f"unknown target {target!r}; expected an int, an array of ints, 'pred', 'loss', a callable or a Target"
-            )
-    elif isinstance(target, (int, np.integer)) or (hasattr(target, "shape") and not callable(target)):
-        target = class_score(target)
-    elif callable(target) and not isinstance(target, Target):
-        target = custom(target)
+            return class_score("pred")
+        if target == "loss":
+            return loss(labels)
+        raise ValueError(
+            f"unknown target {target!r}; expected an int, an array of ints, 'pred', 'loss', 'all', a callable "
+            "or a Target"
+        )
+    if isinstance(target, (int, np.integer)) or (hasattr(target, "shape") and not callable(target)):
+        return class_score(target)
+    if callable(target) and not isinstance(target, Target):
+        return custom(target)
     if not isinstance(target, Target):
         raise TypeError(f"unsupported target of type {type(target).__name__}")
+    return target
 
+
+def resolve(model: Model, target: Any, n: int, *, labels: Any = None, allow_all: bool = False) -> BoundTarget:
+    """Binds any accepted ``target`` to a batch of ``n`` samples, on the host (nothing is compiled).
+
+    Raises before any compilation: class index out of range, labels of the
+    wrong shape, a class target on a regression model, ``"all"`` where the
+    caller does not support it.
+    """
+    if isinstance(target, str) and target == ALL:
+        if not allow_all:
+            raise ValueError("target='all' is not supported here; pass a class index, 'pred' or 'loss'")
+        return BoundTarget(None, None, ALL)
+    target = _as_target(model, target, labels)
+    classification = model.output_kind == "classification"
     if target.needs == "labels":
-        kind = target.loss_kind or ("ce" if model.output_kind == "classification" else "mse")
-        if kind == "ce" and model.output_kind != "classification":
+        kind = target.loss_kind or ("ce" if classification else "mse")
+        if kind == "ce" and not classification:
             raise ValueError(f"cross-entropy loss needs a classification model; {model.name!r} is a regression model")
         aux = _check_labels(model, target.labels if target.labels is not None else labels, n, kind)
-        return _LOSSES[kind], aux, f"loss[{kind}]"
-    if (
-        target.fn in (_pred_logit, _pred_prob, _pred_log_prob, _logit, _prob, _log_prob)
-        and model.output_kind != "classification"
-    ):
+        return BoundTarget(_LOSSES[kind], aux, f"loss[{kind}]")
+    is_output = target.name.startswith("output[")
+    if target.fn in (*FROZEN, *FROZEN.values()) and not is_output and not classification:
         raise ValueError(
-            f"class targets need a classification model; {model.name!r} is a regression model (use target=explain.targets.output(i))"
+            f"class targets need a classification model; {model.name!r} is a regression model "
+            "(use target=explain.targets.output(i))"
         )
     if target.needs == "classes":
-        return target.fn, _check_classes(model, target.classes, n), target.name
-    if target.fn is _output:
-        if not 0 <= target.classes < model.num_outputs:
-            raise ValueError(
-                f"output index {target.classes} out of range; model {model.name!r} has {model.num_outputs} outputs"
-            )
-        return target.fn, target.classes, target.name
-    return target.fn, None, target.name
+        what = "output index" if is_output else "class index"
+        return BoundTarget(target.fn, _check_classes(model, target.classes, n, what=what), target.name)
+    return BoundTarget(target.fn, None, target.name)

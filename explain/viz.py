@@ -10,14 +10,16 @@ from matplotlib's registry (imported lazily, only ``matplotlib.colormaps``).
 from __future__ import annotations
 
 import functools
+import io
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from explain.io import atomic_write_bytes
 
 Reduce = Literal["sum", "abs_sum", "abs_max", "l2"]
 REDUCTIONS: tuple[str, ...] = ("sum", "abs_sum", "abs_max", "l2")
@@ -241,15 +243,7 @@ def grid(
 
 
 def save_png(image: Image.Image, path: str | os.PathLike) -> Path:
-    """Writes a PNG atomically (temporary file in the same folder, then ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Writes a PNG atomically (:func:`explain.io.atomic_write_bytes`): encoded in memory, then renamed into place."""
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return atomic_write_bytes(path, buf.getvalue())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from fractions import Fraction
@@ -157,9 +158,9 @@ def adversarial_perturb(spec: ModelSpec, ds: Dataset, attack: str, eps: float, p
     """``perturb`` for :func:`train`: FGSM with random start (Wong et al. 2020, α = 1.25ε) or PGD-K (α = 2.5ε/K).
 
     Built from the pure attack in :mod:`explain.adversarial` on the module's own
-    apply and optax's cross-entropy, so it traces inside the jitted step.
+    apply and the library's exact float32 cross-entropy, so it traces inside the jitted step.
     """
-    from explain.adversarial import AttackConfig, perturbation
+    from explain.adversarial import AttackConfig, perturb
 
     if attack not in ("fgsm-rs", "pgd"):
         raise ValueError(f"unknown adversarial training attack {attack!r}; expected 'fgsm-rs' or 'pgd'")
@@ -171,9 +172,7 @@ def adversarial_perturb(spec: ModelSpec, ds: Dataset, attack: str, eps: float, p
         config = AttackConfig("pgd", steps=pgd_steps, random_start=True)
     module = spec.make_module(num_outputs(ds))
     apply = lambda params, x: module.apply({"params": params}, x)  # noqa: E731
-    return perturbation(
-        apply, optax.softmax_cross_entropy_with_integer_labels, eps=eps, config=config, value_range=ds.value_range
-    )
+    return functools.partial(perturb, apply, eps=eps, config=config, value_range=ds.value_range)
 
 
 def robust_metrics(spec: ModelSpec, ds: Dataset, variables: Any, eps: float, steps: int = 20) -> dict:
@@ -183,15 +182,20 @@ def robust_metrics(spec: ModelSpec, ds: Dataset, variables: Any, eps: float, ste
 
     model = wrap(spec, ds, spec.make_module(num_outputs(ds)), variables)
     s = adv.sweep(
-        model, ds.test.x, [eps], config=adv.AttackConfig("pgd", steps=steps), key=jax.random.key(0), keep_inputs=False
+        model,
+        ds.test.x,
+        eps=[eps],
+        config=adv.AttackConfig("pgd", steps=steps),
+        key=jax.random.key(0),
+        keep_inputs=False,
     )
     r = s.results[0]
     return {
         "attack": f"pgd-{steps} linf, 1 random start, step 2.5*eps/{steps}, labels=predictions",
         "eps": eps,
         "n": len(ds.test),
-        "clean_accuracy": metric("classification", np.asarray(r.logits_clean), ds.test.y),
-        "pgd_accuracy": metric("classification", np.asarray(r.logits_adv), ds.test.y),
+        "clean_accuracy": metric("classification", np.asarray(r.outputs_clean), ds.test.y),
+        "pgd_accuracy": metric("classification", np.asarray(r.outputs_adv), ds.test.y),
     }
 
 

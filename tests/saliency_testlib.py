@@ -7,7 +7,6 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import explain
 
@@ -68,23 +67,14 @@ def quadratic_model() -> explain.Model:
     return make_model(quadratic_apply, (4,), param="c")
 
 
-@functools.cache
-def _load_shapes():
-    from models.checkpoint import CheckpointError
+def shapes():
+    """The shipped shapes_cnn bundle (cached by the registry).
+
+    A missing or corrupt checkpoint fails the test: the loader's ``CheckpointError`` names the file.
+    """
     from models.registry import load
 
-    try:
-        return load("shapes_cnn"), None
-    except (CheckpointError, FileNotFoundError) as e:  # checkpoint being retrained
-        return None, str(e)
-
-
-def shapes():
-    """The shipped shapes_cnn bundle (skips while its checkpoint is missing or mismatched)."""
-    bundle, err = _load_shapes()
-    if bundle is None:
-        pytest.skip(f"shapes_cnn checkpoint unavailable: {err}")
-    return bundle
+    return load("shapes_cnn")
 
 
 def images(n: int = 2, seed: int = 0) -> jax.Array:

@@ -1,22 +1,33 @@
 """Adversarial examples and robustness: attacks, ε sweeps, honest evaluation, explanations under attack."""
 
-from explain.adversarial.attacks import AttackConfig, fgsm_pure, perturbation, perturbation_norm, pgd_pure, project
+from explain.adversarial.attacks import (
+    Adversarial,
+    AttackConfig,
+    fgsm_core,
+    objective,
+    perturb,
+    perturbation_norm,
+    pgd_core,
+    project,
+)
 from explain.adversarial.search import MinEpsResult, min_eps
 from explain.adversarial.sweep import AttackResult, SweepResult, bim, fgsm, pgd, sweep
 
 __all__ = [
+    "Adversarial",
     "AttackConfig",
     "AttackResult",
     "MinEpsResult",
     "SweepResult",
     "bim",
     "fgsm",
-    "fgsm_pure",
+    "fgsm_core",
     "min_eps",
-    "perturbation",
+    "objective",
+    "perturb",
     "perturbation_norm",
     "pgd",
-    "pgd_pure",
+    "pgd_core",
     "project",
     "sweep",
 ]

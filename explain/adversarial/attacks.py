@@ -1,9 +1,12 @@
-"""Gradient attacks: FGSM, BIM and PGD under L∞ and L2, batched and jitted.
+"""Gradient attacks: FGSM, BIM and PGD under L∞ and L2, as pure cores over arrays.
 
-Every attack ascends an objective ``J`` built from the cross-entropy ``L``:
-``J = L(x, y)`` untargeted (move away from label ``y``), ``J = −L(x, t)``
-targeted (move towards class ``t``). One step is the steepest ascent direction
-of ``J`` for the attack's norm, scaled by a step ``α``:
+Every attack ascends an objective ``J``, a :class:`~explain.targets.BoundTarget`
+(the word ``target`` of :mod:`explain.targets`: what is differentiated). By
+default it is built from the cross-entropy ``L`` (:func:`explain.targets.cross_entropy`,
+exact in float32): ``J = L(x, labels)`` untargeted (move away from the
+``labels``), ``J = −L(x, goal)`` targeted (move towards the class ``goal``).
+One step is the steepest ascent direction of ``J`` for the attack's norm,
+scaled by a step ``α``:
 
 * L∞: ``x ← x + α·sign(∇J)`` (Goodfellow et al. 2015);
 * L2: ``x ← x + α·∇J / ‖∇J‖₂``, the norm taken per example over all of its
@@ -15,11 +18,13 @@ input range (``model.input_spec.value_range``; ``None`` means no clipping)
 and then projected onto the ε-ball. With ``x`` in range, this order keeps
 both constraints, since the ε-ball projection only shrinks ``δ`` towards 0.
 
-The pure functions (:func:`fgsm_pure`, :func:`pgd_pure`, :func:`perturbation`)
-take an ``apply(params, x)`` and a loss ``loss_fn(outputs, labels) -> (N,)`` so
-they run inside any ``jax.jit``, a training step included. The public
-wrappers (:func:`fgsm`, :func:`bim`, :func:`pgd`) validate and resolve labels
-before compiling, and are thin calls to :func:`explain.adversarial.sweep.sweep`.
+The gradient comes only from :func:`explain.gradients.target_and_grad`. The
+cores (:func:`fgsm_core`, :func:`pgd_core`, :func:`perturb`) are pure over
+arrays, so they run inside any ``jax.jit`` (a training step included); the
+module-level compiled pieces (``_fgsm``, ``_pgd_init``, ``_pgd_step``,
+``_pgd_finish``, ``_merge``) are what :mod:`explain.adversarial.sweep` runs
+chunk by chunk, a Python loop over one compiled step (faster than
+``lax.fori_loop`` on XLA CPU, and the number of steps never recompiles).
 
 References:
   Goodfellow, Shlens, Szegedy (2015), Explaining and harnessing adversarial examples.
@@ -31,20 +36,25 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from explain.checks import check_choice, check_float, check_int
 from explain.gradients import target_and_grad
-from explain.targets import TargetFn
+from explain.results import Result
+from explain.targets import BoundTarget, cross_entropy
 
 Norm = Literal["linf", "l2"]
 AttackKind = Literal["fgsm", "pgd"]
 NORMS: tuple[str, ...] = ("linf", "l2")
+KINDS: tuple[str, ...] = ("fgsm", "pgd")
 _TINY = 1e-12
+Host = Array | np.ndarray  # a result's array leaf: a JAX array, or a NumPy one after Result.to_numpy()
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -55,13 +65,13 @@ def _per_example(v: jax.Array, like: jax.Array) -> jax.Array:
     return v.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
-def perturbation_norm(delta: jax.Array, norm: Norm) -> jax.Array:
+def perturbation_norm(delta: Float[Array, " n *features"], norm: Norm) -> Float[Array, " n"]:
     """‖δ_i‖ per example over all non-batch axes: ``(N, ...) -> (N,)``."""
     flat = delta.reshape(delta.shape[0], -1)
     return jnp.max(jnp.abs(flat), axis=1) if norm == "linf" else jnp.sqrt(jnp.sum(flat * flat, axis=1))
 
 
-def steepest_direction(g: jax.Array, norm: Norm) -> jax.Array:
+def steepest_direction(g: Float[Array, " n *features"], norm: Norm) -> Float[Array, " n *features"]:
     """The unit-norm step maximising ``⟨g, d⟩``: ``sign(g)`` (L∞) or ``g/‖g‖₂`` per example (L2)."""
     if norm == "linf":
         return jnp.sign(g)
@@ -72,7 +82,7 @@ def steepest_direction(g: jax.Array, norm: Norm) -> jax.Array:
     return g / _per_example(jnp.maximum(perturbation_norm(g, "l2"), _TINY), g)
 
 
-def project(delta: jax.Array, eps: jax.Array, norm: Norm) -> jax.Array:
+def project(delta: Float[Array, " n *features"], eps: Float[Array, " n"], norm: Norm) -> Float[Array, " n *features"]:
     """Euclidean projection of each ``δ_i`` onto ``{‖δ‖ ≤ ε_i}``; ``eps`` is ``(N,)``."""
     e = _per_example(eps, delta)
     if norm == "linf":
@@ -81,25 +91,40 @@ def project(delta: jax.Array, eps: jax.Array, norm: Norm) -> jax.Array:
     return delta * jnp.minimum(1.0, e / jnp.maximum(n, _TINY))
 
 
+def delta_norm(x_adv: Float[Array, " n *features"], x: Float[Array, " n *features"], norm: Norm) -> Float[Array, " n"]:
+    """‖x_adv − x‖ per example: ``(N,)``."""
+    return perturbation_norm(x_adv - x, norm)
+
+
 def clip_to_range(x: jax.Array, value_range: tuple[float, float] | None) -> jax.Array:
     """Clips into the declared input range; ``None`` (no declared range) leaves ``x`` as is."""
     return x if value_range is None else jnp.clip(x, value_range[0], value_range[1])
 
 
-def constrain(x: jax.Array, x_new: jax.Array, eps: jax.Array, norm: Norm, value_range) -> jax.Array:
+def constrain(
+    x: Float[Array, " n *features"],
+    x_new: Float[Array, " n *features"],
+    eps: Float[Array, " n"],
+    norm: Norm,
+    value_range: tuple[float, float] | None,
+) -> Float[Array, " n *features"]:
     """``x + Π_ε(clip(x_new) − x)``: inside the input range and the ε-ball around ``x``."""
     return x + project(clip_to_range(x_new, value_range) - x, eps, norm)
 
 
-def random_start(keys: jax.Array, x: jax.Array, eps: jax.Array, norm: Norm) -> jax.Array:
-    """A uniform draw from each example's ε-ball (one key per example, so chunking cannot change it).
+def random_start(
+    key: jax.Array, row_ids: Int[Array, " n"], x: Float[Array, " n *features"], eps: Float[Array, " n"], norm: Norm
+) -> Float[Array, " n *features"]:
+    """A uniform draw from each example's ε-ball, example ``i`` from ``fold_in(key, row_ids[i])``.
 
-    L∞: ``U[−ε, ε]`` per coordinate. L2: a uniform point of the d-ball, direction
-    ``z/‖z‖`` with ``z ~ N(0, I)`` and radius ``ε·u^{1/d}``.
+    One stream per row id, so chunking never changes the draw. L∞: ``U[−ε, ε]``
+    per coordinate. L2: a uniform point of the d-ball, direction ``z/‖z‖`` with
+    ``z ~ N(0, I)`` and radius ``ε·u^{1/d}``.
     """
     shape = x.shape[1:]
 
-    def one(k):
+    def one(i):
+        k = jax.random.fold_in(key, i)
         if norm == "linf":
             return jax.random.uniform(k, shape, x.dtype, -1.0, 1.0)
         kz, ku = jax.random.split(k)
@@ -107,21 +132,47 @@ def random_start(keys: jax.Array, x: jax.Array, eps: jax.Array, norm: Norm) -> j
         r = jax.random.uniform(ku, (), x.dtype) ** (1.0 / z.size)
         return z / jnp.maximum(jnp.linalg.norm(z.ravel()), _TINY) * r
 
-    return jax.vmap(one)(keys) * _per_example(eps, x)
+    return jax.vmap(one)(row_ids) * _per_example(eps, x)
 
 
-def is_success(outputs: jax.Array, labels: jax.Array, targeted: bool) -> jax.Array:
-    """Untargeted: the prediction left ``labels``; targeted: it reached them. ``(N,)`` bool."""
+def is_success(
+    outputs: Float[Array, " n k"], *, labels: Int[Array, " n"] | None = None, goal: Int[Array, " n"] | None = None
+) -> Bool[Array, " n"]:
+    """Untargeted: the prediction left ``labels``; targeted: it reached ``goal``. ``(N,)`` bool."""
+    _check_one_of(labels, goal)
     pred = jnp.argmax(outputs, axis=1)
-    return pred == labels if targeted else pred != labels
+    return pred != labels if goal is None else pred == goal
 
 
-# ----------------------------------------------------------------------------- pure attacks
+# ----------------------------------------------------------------------------- objective
+
+
+def toward(outputs: jax.Array, goal: jax.Array) -> jax.Array:
+    """The targeted objective ``−L(outputs, goal)``: ascending it moves towards class ``goal``."""
+    return -cross_entropy(outputs, goal)
+
+
+def _check_one_of(labels: Any, goal: Any) -> None:
+    if (labels is None) == (goal is None):
+        raise ValueError(
+            "give labels= (untargeted attack, away from them) or goal= (targeted attack, towards it), exactly one"
+        )
+
+
+def objective(*, labels: Int[Array, " n"] | None = None, goal: Int[Array, " n"] | None = None) -> BoundTarget:
+    """The default attack objective: ``L(·, labels)`` untargeted, ``−L(·, goal)`` targeted (pure: traced arrays welcome)."""
+    _check_one_of(labels, goal)
+    if goal is None:
+        return BoundTarget(cross_entropy, labels, "loss[ce]")
+    return BoundTarget(toward, goal, "-loss[ce] towards goal")
+
+
+# ----------------------------------------------------------------------------- configuration and results
 
 
 @dataclasses.dataclass(frozen=True)
 class AttackConfig:
-    """Static attack settings (hashable: they key the compile cache).
+    """Static attack settings (hashable: they key compilation).
 
     Attributes:
       kind: ``"fgsm"`` (one step of size ε from ``x``) or ``"pgd"`` (iterated, projected).
@@ -137,8 +188,9 @@ class AttackConfig:
         extra forward passes).
     """
 
-    kind: AttackKind = "pgd"
-    norm: Norm = "linf"
+    # plain str (not the Literal aliases): a bad value gets the check's message, not a type-check error
+    kind: str = "pgd"
+    norm: str = "linf"
     steps: int = 10
     rel_step_size: float | None = None
     random_start: bool = True
@@ -146,16 +198,16 @@ class AttackConfig:
     keep_best: bool = True
 
     def __post_init__(self):
-        if self.kind not in ("fgsm", "pgd"):
-            raise ValueError(f"unknown attack kind {self.kind!r}; expected 'fgsm' or 'pgd'")
-        if self.norm not in NORMS:
-            raise ValueError(f"unknown norm {self.norm!r}; expected one of {list(NORMS)}")
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"expected steps >= 1 (an int), got {self.steps!r}")
-        if not isinstance(self.restarts, int) or self.restarts < 1:
-            raise ValueError(f"expected restarts >= 1 (an int), got {self.restarts!r}")
-        if self.rel_step_size is not None and not self.rel_step_size > 0:
-            raise ValueError(f"expected rel_step_size > 0 (the step as a fraction of eps), got {self.rel_step_size!r}")
+        check_choice("attack kind", self.kind, KINDS)
+        check_choice("norm", self.norm, NORMS)
+        check_int("steps", self.steps)
+        check_int("restarts", self.restarts)
+        if self.rel_step_size is not None:
+            check_float("rel_step_size (the step as a fraction of eps)", self.rel_step_size, minimum=0.0)
+            if not self.rel_step_size > 0:
+                raise ValueError(
+                    f"expected rel_step_size > 0 (the step as a fraction of eps), got {self.rel_step_size!r}"
+                )
 
     @property
     def alpha(self) -> float:
@@ -164,50 +216,107 @@ class AttackConfig:
             return float(self.rel_step_size)
         return 2.5 / self.steps
 
+    @property
+    def randomised(self) -> bool:
+        """The attack draws a random start (and so needs a key)."""
+        return self.kind == "pgd" and self.random_start
 
-class PureResult(NamedTuple):
-    """What a pure attack returns for one batch.
 
-    ``raw``: the attack's point before clipping into the input range;
-    ``x_adv``: inside the range and the ε-ball; ``outputs``: logits at ``x_adv``;
-    ``objective``: J at ``x_adv`` (N,); ``trace``: J per example and iterate (N, T).
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Adversarial(Result):
+    """What a pure attack returns for one batch of ``N`` examples.
+
+    Attributes:
+      raw: the attack's point before clipping into the input range (FGSM's
+        ``x + ε·d(∇J)``; iterative attacks stay in range, so ``raw`` is ``x_adv``).
+      x_adv: inside the input range and the ε-ball.
+      trace: J per example and iterate ``(N, T)``.
+      outputs, objective, success: logits ``(N, K)``, J ``(N,)`` and success ``(N,)`` at
+        ``x_adv`` (``None`` from a PGD with ``keep_best=False``, which scores nothing).
+      outputs_clean: the outputs at ``x`` ``(N, K)`` (``None`` likewise).
     """
 
-    raw: jax.Array
-    x_adv: jax.Array
-    outputs: jax.Array
-    objective: jax.Array
-    trace: jax.Array
+    raw: Float[Host, " n *features"]
+    x_adv: Float[Host, " n *features"]
+    trace: Float[Host, " n t"]
+    outputs: Float[Host, " n k"] | None = None
+    objective: Float[Host, " n"] | None = None
+    success: Bool[Host, " n"] | None = None
+    outputs_clean: Float[Host, " n k"] | None = None
 
 
-def _objective_and_grad(apply, loss_fn, params, x, labels, targeted):
-    t, g, out = target_and_grad(apply, loss_fn, params, x, labels)
-    return (-t, -g, out) if targeted else (t, g, out)
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class PGDState:
+    """The iterate ``x_t`` and the best point so far with its logits, J and success; ``clean_*`` at ``x``."""
+
+    xi: jax.Array
+    best_x: jax.Array | None = None
+    best_out: jax.Array | None = None
+    best_j: jax.Array | None = None
+    best_s: jax.Array | None = None
+    clean_out: jax.Array | None = None
+    clean_j: jax.Array | None = None
 
 
-def fgsm_pure(
+def _rows_eps(eps: Any, x: jax.Array) -> jax.Array:
+    return jnp.broadcast_to(jnp.asarray(eps, x.dtype), (x.shape[0],))
+
+
+def _bind(target: BoundTarget | None, labels: Any, goal: Any) -> BoundTarget:
+    _check_one_of(labels, goal)
+    return objective(labels=labels, goal=goal) if target is None else target
+
+
+# ----------------------------------------------------------------------------- FGSM
+
+
+def fgsm_core(
     apply: Callable,
-    loss_fn: TargetFn,
     params: Any,
-    x: jax.Array,
-    labels: jax.Array,
-    eps: jax.Array,
+    x: Float[Array, " n *features"],
+    target: BoundTarget | None = None,
     *,
+    labels: Int[Array, " n"] | None = None,
+    goal: Int[Array, " n"] | None = None,
+    eps: float | Float[Array, " "] | Float[Array, " n"],
     norm: Norm = "linf",
-    targeted: bool = False,
     value_range: tuple[float, float] | None = None,
-) -> PureResult:
-    """FGSM / FGM: ``x_adv = clip(x + ε·d(∇J(x)))`` with one gradient and one forward pass.
+) -> Adversarial:
+    """Pure FGSM / FGM: ``x_adv = clip(x + ε·d(∇J(x)))`` with one gradient and one forward pass.
 
-    ``d`` is :func:`steepest_direction`; ``eps`` is ``(N,)``. In range, the
-    perturbation is exactly ``ε·sign(∇J)`` (L∞); clipping only shrinks it.
+    ``d`` is :func:`steepest_direction`. In range, the perturbation is exactly
+    ``ε·sign(∇J)`` (L∞); clipping only shrinks it.
+
+    Args:
+      apply: ``apply(params, x) -> logits (N, K)``.
+      x: ``(N, ...)`` clean inputs.
+      target: the objective J ascended (default :func:`objective` of ``labels`` / ``goal``).
+      labels: ``(N,)`` classes to move away from (untargeted), or
+      goal: ``(N,)`` classes to move towards (targeted); exactly one.
+      eps: the budget, a scalar or ``(N,)``.
+      value_range: the input range clipped to, ``None`` for none.
     """
-    j0, g, _ = _objective_and_grad(apply, loss_fn, params, x, labels, targeted)
+    target = _bind(target, labels, goal)
+    eps = _rows_eps(eps, x)
+    j0, g, out0 = target_and_grad(apply, params, x, target)
     raw = x + _per_example(eps, x) * steepest_direction(g, norm)
     x_adv = constrain(x, raw, eps, norm, value_range)  # clipping an out-of-range x could leave the ball
     out = apply(params, x_adv)
-    j = -loss_fn(out, labels) if targeted else loss_fn(out, labels)
-    return PureResult(raw, x_adv, out, j, jnp.stack([j0, j], axis=1))
+    j = target(out)
+    return Adversarial(
+        raw=raw,
+        x_adv=x_adv,
+        trace=jnp.stack([j0, j], axis=1),
+        outputs=out,
+        objective=j,
+        success=is_success(out, labels=labels, goal=goal),
+        outputs_clean=out0,
+    )
+
+
+# ----------------------------------------------------------------------------- PGD
 
 
 def _better(s_new, j_new, s_old, j_old, j_floor):
@@ -215,25 +324,10 @@ def _better(s_new, j_new, s_old, j_old, j_floor):
     return ((s_new & ~s_old) | ((s_new == s_old) & (j_new > j_old))) & (j_new >= j_floor)
 
 
-class PGDState(NamedTuple):
-    """The iterate ``x_t`` and the best point so far with its logits, J and success; ``j_clean`` is J(x)."""
-
-    xi: jax.Array
-    best_x: jax.Array
-    best_out: jax.Array
-    best_j: jax.Array
-    best_s: jax.Array
-    j_clean: jax.Array
-
-
-def _score(loss_fn, out, labels, targeted):
-    j = -loss_fn(out, labels) if targeted else loss_fn(out, labels)
-    return j, is_success(out, labels, targeted)
-
-
 def _keep(state: PGDState, xi, out, j, s) -> PGDState:
-    take = _better(s, j, state.best_s, state.best_j, state.j_clean)
-    return state._replace(
+    take = _better(s, j, state.best_s, state.best_j, state.clean_j)
+    return dataclasses.replace(
+        state,
         best_x=jnp.where(_per_example(take, xi), xi, state.best_x),
         best_out=jnp.where(take[:, None], out, state.best_out),
         best_j=jnp.where(take, j, state.best_j),
@@ -242,174 +336,228 @@ def _keep(state: PGDState, xi, out, j, s) -> PGDState:
 
 
 def pgd_init(
-    apply, loss_fn, params, x, labels, eps, keys, *, config: AttackConfig, targeted=False, value_range=None
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    *,
+    labels: Int[Array, " n"] | None = None,
+    goal: Int[Array, " n"] | None = None,
+    eps: Float[Array, " n"],
+    key: jax.Array | None = None,
+    row_ids: Int[Array, " n"] | None = None,
+    config: AttackConfig,
+    value_range: tuple[float, float] | None = None,
 ) -> PGDState:
     """``x₀ = x + Π_ε(clip(x + δ₀) − x)`` with ``δ₀ ~ U(ε-ball)`` (or 0); scores the clean point when ``keep_best``."""
-    delta = random_start(keys, x, eps, config.norm) if config.random_start else jnp.zeros_like(x)
+    if config.random_start:
+        if key is None:
+            raise ValueError("a randomised attack (random_start=True) needs an explicit key=jax.random.key(...)")
+        row_ids = jnp.arange(x.shape[0]) if row_ids is None else row_ids
+        delta = random_start(key, row_ids, x, eps, config.norm)
+    else:
+        delta = jnp.zeros_like(x)
     x0 = constrain(x, x + delta, eps, config.norm, value_range)
-    n = x.shape[0]
     if not config.keep_best:  # nothing is compared, so no extra forward pass
-        empty = jnp.zeros((n,), x.dtype)
-        return PGDState(x0, x0, jnp.zeros((n, 0), x.dtype), empty, empty.astype(bool), empty)
+        return PGDState(xi=x0)
     out = apply(params, x)
-    j, s = _score(loss_fn, out, labels, targeted)
-    return PGDState(x0, x, out, j, s, j)
+    j = target(out)
+    s = is_success(out, labels=labels, goal=goal)
+    return PGDState(xi=x0, best_x=x, best_out=out, best_j=j, best_s=s, clean_out=out, clean_j=j)
 
 
 def pgd_step(
-    apply, loss_fn, params, x, labels, eps, state: PGDState, *, config: AttackConfig, targeted=False, value_range=None
-):
-    """One step: ``x_{t+1} = x + Π_ε(clip(x_t + α·d(∇J(x_t))) − x)``; returns ``(state, J(x_t) (N,))``."""
-    j, g, out = _objective_and_grad(apply, loss_fn, params, state.xi, labels, targeted)
-    if config.keep_best:
-        state = _keep(state, state.xi, out, j, is_success(out, labels, targeted))
-    alpha = _per_example(config.alpha * eps, x)
-    x_next = constrain(x, state.xi + alpha * steepest_direction(g, config.norm), eps, config.norm, value_range)
-    return state._replace(xi=x_next), j
-
-
-def pgd_finish(apply, loss_fn, params, labels, state: PGDState, *, config: AttackConfig, targeted=False):
-    """Scores the last iterate (one forward pass) and returns ``(best_x, logits, J)`` and J at the last iterate."""
-    if not config.keep_best:
-        return state.xi, state.best_out, state.best_j, state.best_j
-    out = apply(params, state.xi)
-    j, s = _score(loss_fn, out, labels, targeted)
-    state = _keep(state, state.xi, out, j, s)
-    return state.best_x, state.best_out, state.best_j, j
-
-
-def pgd_pure(
     apply: Callable,
-    loss_fn: TargetFn,
     params: Any,
-    x: jax.Array,
-    labels: jax.Array,
-    eps: jax.Array,
-    keys: jax.Array,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    state: PGDState,
     *,
+    labels: Int[Array, " n"] | None = None,
+    goal: Int[Array, " n"] | None = None,
+    eps: Float[Array, " n"],
+    step_size: Float[Array, " n"],
     config: AttackConfig,
-    targeted: bool = False,
     value_range: tuple[float, float] | None = None,
-) -> PureResult:
-    """PGD (Madry et al. 2018), BIM with ``random_start=False``, FGSM-RS with one step.
+) -> tuple[PGDState, Float[Array, " n"]]:
+    """One step: ``x_{t+1} = x + Π_ε(clip(x_t + α·d(∇J(x_t))) − x)``; returns ``(state, J(x_t) (N,))``.
+
+    ``step_size`` is ``α`` per example ``(N,)`` (traced, so neither ε nor the number of steps recompiles).
+    """
+    j, g, out = target_and_grad(apply, params, state.xi, target)
+    if config.keep_best:
+        state = _keep(state, state.xi, out, j, is_success(out, labels=labels, goal=goal))
+    alpha = _per_example(step_size, x)
+    x_next = constrain(x, state.xi + alpha * steepest_direction(g, config.norm), eps, config.norm, value_range)
+    return dataclasses.replace(state, xi=x_next), j
+
+
+def pgd_finish(
+    apply: Callable,
+    params: Any,
+    target: BoundTarget,
+    state: PGDState,
+    *,
+    labels: Int[Array, " n"] | None = None,
+    goal: Int[Array, " n"] | None = None,
+    config: AttackConfig,
+) -> Adversarial:
+    """Scores the last iterate (one forward pass) and returns the best point kept (the last one without ``keep_best``).
+
+    ``trace`` is J at the last iterate ``(N, 1)`` (``(N, 0)`` without ``keep_best``): the
+    caller prepends the J of every step, so the number of steps never recompiles this.
+    """
+    if not config.keep_best:
+        return Adversarial(raw=state.xi, x_adv=state.xi, trace=jnp.zeros((state.xi.shape[0], 0), state.xi.dtype))
+    out = apply(params, state.xi)
+    j = target(out)
+    state = _keep(state, state.xi, out, j, is_success(out, labels=labels, goal=goal))
+    return Adversarial(
+        raw=state.best_x,
+        x_adv=state.best_x,
+        trace=j[:, None],
+        outputs=state.best_out,
+        objective=state.best_j,
+        success=state.best_s,
+        outputs_clean=state.clean_out,
+    )
+
+
+def _with_steps(res: Adversarial, steps: list) -> Adversarial:
+    """Prepends J of every step to the trace of :func:`pgd_finish`: ``(N, steps [+ 1])``."""
+    return dataclasses.replace(res, trace=jnp.concatenate([jnp.stack(steps, axis=1), res.trace], axis=1))
+
+
+def step_config(config: AttackConfig) -> AttackConfig:
+    """What the compiled pieces depend on (kind, norm, random start, keep_best): one compile whatever the steps."""
+    return dataclasses.replace(config, steps=1, rel_step_size=None, restarts=1)
+
+
+def pgd_core(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget | None = None,
+    *,
+    labels: Int[Array, " n"] | None = None,
+    goal: Int[Array, " n"] | None = None,
+    eps: float | Float[Array, " "] | Float[Array, " n"],
+    config: AttackConfig,
+    value_range: tuple[float, float] | None = None,
+    key: jax.Array | None = None,
+    row_ids: Int[Array, " n"] | None = None,
+) -> Adversarial:
+    """Pure PGD (Madry et al. 2018), BIM with ``random_start=False``, FGSM-RS with one step.
 
     ``δ₀ ~ U(ε-ball)`` (or 0), then ``steps`` times
     ``x_{t+1} = x + Π_ε(clip(x_t + α·d(∇J(x_t))) − x)`` with ``α = config.alpha·ε``.
     The steps are unrolled when traced (``steps`` is small in training); the
-    public attacks instead loop in Python over one jitted :func:`pgd_step`,
-    which on XLA CPU is several times faster than ``lax.fori_loop``.
+    public attacks instead loop in Python over one compiled :func:`pgd_step`.
+    Restarts are the caller's loop (each with its own key): ``config.restarts`` is ignored here.
 
     Cost: ``steps`` gradient passes, plus two forward passes when
     ``keep_best`` (the clean point and the last iterate are scored too).
 
     Args:
-      x: ``(N, ...)`` clean inputs; labels: ``(N,)`` int; eps: ``(N,)``;
-      keys: ``(N,)`` PRNG keys, one per example (used when ``random_start``).
+      x: ``(N, ...)`` clean inputs; target, labels, goal, eps, value_range: as :func:`fgsm_core`.
+      key: PRNG key of the random start (required when ``config.random_start``);
+        row ``i`` draws from ``fold_in(key, row_ids[i])`` (default ``row_ids = arange(N)``).
+        Restart ``r`` of the public :func:`~explain.adversarial.pgd` is this core with ``key=fold_in(key, r)``.
     """
-    kw = dict(config=config, targeted=targeted)
-    state = pgd_init(apply, loss_fn, params, x, labels, eps, keys, value_range=value_range, **kw)
+    target = _bind(target, labels, goal)
+    eps = _rows_eps(eps, x)
+    rows = dict(labels=labels, goal=goal)
+    state = pgd_init(
+        apply, params, x, target, **rows, eps=eps, key=key, row_ids=row_ids, config=config, value_range=value_range
+    )
     trace = []
+    alpha = config.alpha * eps
     for _ in range(config.steps):
-        state, j = pgd_step(apply, loss_fn, params, x, labels, eps, state, value_range=value_range, **kw)
+        state, j = pgd_step(
+            apply, params, x, target, state, **rows, eps=eps, step_size=alpha, config=config, value_range=value_range
+        )
         trace.append(j)
-    bx, bout, bj, jk = pgd_finish(apply, loss_fn, params, labels, state, **kw)
-    return PureResult(bx, bx, bout, bj, jnp.stack([*trace, jk], axis=1))
+    return _with_steps(pgd_finish(apply, params, target, state, **rows, config=config), trace)
 
 
-def perturbation(
+def perturb(
     apply: Callable,
-    loss_fn: TargetFn,
+    params: Any,
+    x: Float[Array, " n *features"],
+    labels: Int[Array, " n"],
+    key: jax.Array,
     *,
     eps: float,
     config: AttackConfig,
-    value_range: tuple[float, float] | None,
-) -> Callable[[Any, jax.Array, jax.Array, jax.Array], jax.Array]:
-    """A pure ``perturb(params, x (N, ...), labels (N,), key) -> x_adv`` for a jitted training step.
+    value_range: tuple[float, float] | None = None,
+) -> Float[Array, " n *features"]:
+    """Pure: an untargeted adversarial ``x_adv`` for a jitted training step (``stop_gradient`` applied).
 
-    Untargeted, last iterate (``keep_best`` is ignored: training wants the
-    attack's point, at exactly ``steps`` gradient passes). FGSM-RS is
-    ``AttackConfig("pgd", steps=1, rel_step_size=1.25, random_start=True)``.
+    The last iterate (``keep_best`` is ignored: training wants the attack's point, at
+    exactly ``steps`` gradient passes, no extra forward pass). FGSM-RS is
+    ``AttackConfig("pgd", steps=1, rel_step_size=1.25, random_start=True)``. For
+    :func:`models.train.train`: ``functools.partial(perturb, apply, eps=..., config=..., value_range=...)``.
     """
-    if not eps >= 0:
-        raise ValueError(f"expected eps >= 0, got {eps!r}")
-    cfg = dataclasses.replace(config, keep_best=False, restarts=1)
-
-    def perturb(params, x, labels, key):
-        e = jnp.full((x.shape[0],), eps, x.dtype)
-        if cfg.kind == "fgsm":
-            return jax.lax.stop_gradient(
-                fgsm_pure(apply, loss_fn, params, x, labels, e, norm=cfg.norm, value_range=value_range).x_adv
-            )
-        keys = jax.random.split(key, x.shape[0])
-        res = pgd_pure(apply, loss_fn, params, x, labels, e, keys, config=cfg, value_range=value_range)
-        return jax.lax.stop_gradient(res.x_adv)
-
-    return perturb
-
-
-@functools.cache
-def compiled_attack(
-    apply: Callable, loss_fn: TargetFn, config: AttackConfig, targeted: bool, value_range: tuple[float, float] | None
-) -> Callable:
-    """``run(params, x, labels, eps (N,), keys (N,)) -> PureResult``, jitted once per static setting.
-
-    Restarts are a loop around ``run``, so ``config.restarts`` does not key the cache.
-    """
-    if config.restarts != 1:
-        return compiled_attack(apply, loss_fn, dataclasses.replace(config, restarts=1), targeted, value_range)
+    eps = check_float("eps", eps)
     if config.kind == "fgsm":
+        res = fgsm_core(apply, params, x, labels=labels, eps=eps, norm=config.norm, value_range=value_range)
+    else:
+        cfg = dataclasses.replace(config, keep_best=False, restarts=1)
+        res = pgd_core(apply, params, x, labels=labels, eps=eps, config=cfg, value_range=value_range, key=key)
+    return jax.lax.stop_gradient(res.x_adv)
 
-        def run(params, x, labels, eps, keys):
-            del keys
-            return fgsm_pure(
-                apply, loss_fn, params, x, labels, eps, norm=config.norm, targeted=targeted, value_range=value_range
-            )
 
-        return jax.jit(run)
+def merge_restarts(a: Adversarial, b: Adversarial) -> Adversarial:
+    """Per example, the better of two scored restarts by (success, J)."""
+    take = (b.success & ~a.success) | ((b.success == a.success) & (b.objective > a.objective))
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(_per_example(take, u), v, u), a, b)
 
-    init, step, finish = _pgd_pieces(
-        apply, loss_fn, dataclasses.replace(config, steps=1, rel_step_size=config.alpha), targeted, value_range
-    )
 
-    def run(params, x, labels, eps, keys):
-        # a Python loop over one compiled step (see pgd_pure)
-        state = init(params, x, labels, eps, keys)
+# Compiled once per static (apply, settings): jax.jit keeps its own cache per static argument.
+_fgsm = jax.jit(fgsm_core, static_argnums=0, static_argnames=("norm", "value_range"))
+_pgd_init = jax.jit(pgd_init, static_argnums=0, static_argnames=("config", "value_range"))
+_pgd_step = jax.jit(pgd_step, static_argnums=0, static_argnames=("config", "value_range"))
+_pgd_finish = jax.jit(pgd_finish, static_argnums=0, static_argnames=("config",))
+_merge = jax.jit(merge_restarts)
+_delta_norm = jax.jit(delta_norm, static_argnames=("norm",))
+
+
+def pgd_loop(
+    apply: Callable,
+    params: Any,
+    x: Float[ArrayLike, " n *features"],
+    target: BoundTarget,
+    *,
+    labels: Int[ArrayLike, " n"] | None = None,
+    goal: Int[ArrayLike, " n"] | None = None,
+    eps: Float[ArrayLike, " n"],
+    config: AttackConfig,
+    value_range: tuple[float, float] | None = None,
+    key: jax.Array | None = None,
+    row_ids: Int[ArrayLike, " n"] | None = None,
+) -> Adversarial:
+    """:func:`pgd_core` as a Python loop over the compiled init / step / finish (same result, one compile per step shape).
+
+    ``config.restarts`` random starts (keys ``fold_in(key, r)``) are merged by (success, J).
+    """
+    # on the device once, not once per step
+    x, eps, labels, goal, row_ids = (None if a is None else jnp.asarray(a) for a in (x, eps, labels, goal, row_ids))
+    rows = dict(labels=labels, goal=goal)
+    one = step_config(config)
+    alpha = config.alpha * eps
+    best = None
+    # restarts need scored results to merge; BIM's start is deterministic, so one run is all of them
+    for r in range(config.restarts if config.randomised and config.keep_best else 1):
+        kr = jax.random.fold_in(key, r) if config.randomised else None
+        state = _pgd_init(
+            apply, params, x, target, **rows, eps=eps, key=kr, row_ids=row_ids, config=one, value_range=value_range
+        )
         trace = []
         for _ in range(config.steps):
-            state, j = step(params, x, labels, eps, state)
+            state, j = _pgd_step(
+                apply, params, x, target, state, **rows, eps=eps, step_size=alpha, config=one, value_range=value_range
+            )
             trace.append(j)
-        bx, bout, bj, jk = finish(params, labels, state)
-        return PureResult(bx, bx, bout, bj, jnp.stack([*trace, jk], axis=1))
-
-    return run
-
-
-@functools.cache
-def _pgd_pieces(apply, loss_fn, config: AttackConfig, targeted: bool, value_range):
-    """Jitted init/step/finish; ``config`` has the step size resolved, so the number of steps never recompiles."""
-    kw = dict(config=config, targeted=targeted)
-    init = jax.jit(functools.partial(pgd_init, apply, loss_fn, value_range=value_range, **kw))
-    step = jax.jit(functools.partial(pgd_step, apply, loss_fn, value_range=value_range, **kw))
-    finish = jax.jit(functools.partial(pgd_finish, apply, loss_fn, **kw))
-    return init, step, finish
-
-
-@functools.partial(jax.jit, static_argnames=("norm", "targeted"))
-def summarise(x: jax.Array, x_adv: jax.Array, outputs: jax.Array, labels: jax.Array, *, norm: Norm, targeted: bool):
-    """``(success (N,), ‖x_adv − x‖ (N,))`` in one compiled call."""
-    return is_success(outputs, labels, targeted), perturbation_norm(x_adv - x, norm)
-
-
-@functools.partial(jax.jit, static_argnames=("targeted",))
-def merge_restarts(a: PureResult, b: PureResult, labels: jax.Array, targeted: bool) -> PureResult:
-    """Per example, the better of two restarts by (success, J)."""
-    sa, sb = is_success(a.outputs, labels, targeted), is_success(b.outputs, labels, targeted)
-    take = (sb & ~sa) | ((sb == sa) & (b.objective > a.objective))
-    pick = lambda u, v: jnp.where(_per_example(take, u), v, u)  # noqa: E731
-    return PureResult(
-        pick(a.raw, b.raw),
-        pick(a.x_adv, b.x_adv),
-        pick(a.outputs, b.outputs),
-        pick(a.objective, b.objective),
-        pick(a.trace, b.trace),
-    )
+        res = _with_steps(_pgd_finish(apply, params, target, state, **rows, config=one), trace)
+        best = res if best is None else _merge(best, res)
+    return best

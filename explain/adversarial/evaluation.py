@@ -25,39 +25,62 @@ References:
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Bool, Float
 
+from explain import chunking
 from explain.adversarial import attacks as A
-from explain.adversarial.sweep import SweepResult, check_eps, sweep
-from explain.gradients import input_gradients
+from explain.adversarial.sweep import (
+    AttackBatch,
+    Budget,
+    Budgets,
+    SweepResult,
+    bind,
+    check_config,
+    check_eps,
+    sweep_batch,
+)
+from explain.arrays import Batch
+from explain.checks import check_choice, check_float, check_int, check_key
+from explain.gradients import target_and_grad
 from explain.io import atomic_write_bytes, atomic_write_text
 from explain.model import Model, as_model
+from explain.results import Result
+from explain.targets import BoundTarget
 
 LabelChoice = Literal["predictions", "labels"]
+LABEL_CHOICES: tuple[str, ...] = ("predictions", "labels")
 
 
-class Row(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Row:
     """One line of the robustness table: an attack at one ε over ``n`` examples."""
 
     attack: str
     norm: str
     eps: float
     n: int
-    accuracy: float  # against the ground truth y
+    accuracy: float  # against the ground-truth labels
     success_rate: float  # flipped, among examples whose clean prediction equals the attack label
     norm_mean: float
     norm_median: float
     label_source: str
 
 
-class Check(NamedTuple):
+ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Row))
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
     """``passed``: True, False, or None when the check could not run (``detail`` says why)."""
 
     name: str
@@ -65,29 +88,33 @@ class Check(NamedTuple):
     detail: str
 
 
-class RobustnessReport(NamedTuple):
-    model: str
-    rows: tuple[Row, ...]
-    checks: tuple[Check, ...]
-    clean_accuracy: float
-    chance: float
-    label_source: str
-    value_range: tuple[float, float] | None
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class RobustnessReport(Result):
+    """The table, the sanity checks and the sweeps behind them (the only array leaves)."""
+
     sweeps: dict[str, SweepResult]
+    model: str = dataclasses.field(metadata=dict(static=True))
+    rows: tuple[Row, ...] = dataclasses.field(metadata=dict(static=True))
+    checks: tuple[Check, ...] = dataclasses.field(metadata=dict(static=True))
+    clean_accuracy: float = dataclasses.field(metadata=dict(static=True))
+    chance: float = dataclasses.field(metadata=dict(static=True))
+    label_source: str = dataclasses.field(metadata=dict(static=True))
+    value_range: tuple[float, float] | None = dataclasses.field(metadata=dict(static=True))
 
     @property
     def failed(self) -> tuple[Check, ...]:
         return tuple(c for c in self.checks if c.passed is False)
 
 
-def _accuracy(logits: jax.Array, y: np.ndarray) -> float:
-    return float(np.mean(np.asarray(jnp.argmax(logits, axis=1)) == y))
+def _accuracy(outputs: Any, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(np.asarray(outputs), axis=1) == labels))
 
 
-def table_rows(name: str, s: SweepResult, y: np.ndarray) -> list[Row]:
-    """Rows of the table for one sweep; accuracy is against the ground truth ``y``."""
-    labels = np.asarray(s.labels)
-    attackable = np.asarray(jnp.argmax(s.results[0].logits_clean, axis=1)) == labels
+def table_rows(name: str, s: SweepResult, labels: np.ndarray) -> list[Row]:
+    """Rows of the table for one sweep; accuracy is against the ground-truth ``labels``."""
+    pred = np.argmax(np.asarray(s.results[0].outputs_clean), axis=1)
+    attackable = pred != np.asarray(s.goal) if s.targeted else pred == np.asarray(s.labels)
     rows = []
     for r in s.results:
         succ = np.asarray(r.success)
@@ -98,8 +125,8 @@ def table_rows(name: str, s: SweepResult, y: np.ndarray) -> list[Row]:
                 name,
                 s.config.norm,
                 r.eps,
-                len(y),
-                _accuracy(r.logits_adv, y),
+                len(labels),
+                _accuracy(r.outputs_adv, labels),
                 rate,
                 float(norms.mean()),
                 float(np.median(norms)),
@@ -162,7 +189,7 @@ def _check_loss_rises(sweeps: Mapping[str, SweepResult]) -> Check:
         for r in s.results:
             if r.eps > 0:
                 seen += 1
-                t = np.asarray(r.loss_trace)
+                t = np.asarray(r.objective_trace)
                 if not t[-1] > t[0]:
                     bad.append(f"{name} ε={r.eps:.4g}: {t[0]:.4g} -> {t[-1]:.4g}")
     if not seen:
@@ -174,12 +201,23 @@ def _check_loss_rises(sweeps: Mapping[str, SweepResult]) -> Check:
     )
 
 
-def _check_gradients(model: Model, x: jax.Array, labels: jax.Array, batch: int) -> Check:
-    zero = 0
-    for a in range(0, x.shape[0], batch):
-        g = input_gradients(model, x[a : a + batch], target="loss", labels=labels[a : a + batch]).values
-        zero += int(jnp.sum(jnp.all(g.reshape(g.shape[0], -1) == 0, axis=1)))
-    detail = f"{zero} of {x.shape[0]} examples have an all-zero input gradient of the loss"
+def zero_gradient_rows(
+    apply: Any, params: Any, x: Float[Array, " n *features"], target: BoundTarget
+) -> Bool[Array, " n"]:
+    """Pure: which rows have an all-zero ∂target/∂x (``(N,)`` bool): attacks cannot move them."""
+    _, g, _ = target_and_grad(apply, params, x, target)
+    return jnp.all(g.reshape(g.shape[0], -1) == 0, axis=1)
+
+
+_zero_gradient_rows = jax.jit(zero_gradient_rows, static_argnums=0)
+
+
+def _check_gradients(b: AttackBatch, memory_budget: int | None) -> Check:
+    m = b.model
+    rows = chunking.rows_per_chunk(m, memory_budget=memory_budget, dtype=b.x.dtype)
+    fn = functools.partial(_zero_gradient_rows, m.apply, m.params)
+    zero = int(np.sum(chunking.map_rows(fn, b.x, b.objective, batch=rows)))
+    detail = f"{zero} of {b.n} examples have an all-zero input gradient of the loss"
     return Check(
         "no_zero_gradients",
         zero == 0,
@@ -187,89 +225,99 @@ def _check_gradients(model: Model, x: jax.Array, labels: jax.Array, batch: int) 
     )
 
 
-def _check_logits(logits: jax.Array) -> Check:
-    out = np.asarray(logits, np.float64)
+def _check_logits(outputs: Any) -> Check:
+    out = np.asarray(outputs, np.float64)
     probs = out.min() >= 0 and out.max() <= 1 and np.allclose(out.sum(axis=1), 1.0, atol=1e-3)
     detail = "outputs look like probabilities (rows in [0, 1] summing to 1): attack logits, since softmax saturation hides gradients"
     return Check("outputs_are_logits", not probs, detail if probs else "outputs are unnormalised scores (logits)")
 
 
+def _check_true_labels(model: Model, labels: Any, n: int) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.shape != (n,):
+        raise ValueError(f"expected labels of shape ({n},) (ground-truth classes), got {y.shape}")
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= model.num_outputs:
+        raise ValueError(
+            f"expected integer classes in 0..{model.num_outputs - 1} in labels, got dtype {y.dtype}, "
+            f"range [{y.min()}, {y.max()}]"
+        )
+    return y
+
+
 def evaluate_robustness(
     model: Model | Any,
-    x: Any,
-    y: Any,
+    x: Batch,
     *,
+    labels: Any,
     attacks: Mapping[str, A.AttackConfig],
-    eps: Sequence[float],
-    key: jax.Array,
-    label_source: LabelChoice = "predictions",
-    large_eps: float | None = None,
+    eps: Budgets,
+    key: jax.Array | None,
+    label_source: str = "predictions",
+    large_eps: Budget | None = None,
     large_eps_examples: int = 256,
     tol: float | None = None,
-    batch_size: int | None = None,
-    progress: bool = False,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> RobustnessReport:
     """Accuracy, success rate and perturbation norms per attack and ε, plus the sanity checks.
 
+    ``x`` is validated and the attack labels bound once (:func:`~explain.adversarial.sweep.bind`),
+    and every attack and check runs on that one bound batch.
+
     Args:
       model: a classification :class:`~explain.model.Model`.
-      x: ``(N, *input_spec.shape)``; y: ``(N,)`` ground-truth classes (accuracy is always against ``y``).
+      x: ``(N, *input_spec.shape)``.
+      labels: ``(N,)`` ground-truth classes (accuracy is always against them).
       attacks: name -> :class:`~explain.adversarial.attacks.AttackConfig`.
       eps: the ε grid (include 0 to check the clean point).
-      key: PRNG key for random starts.
+      key: PRNG key for random starts (attack ``i`` uses ``fold_in(key, i)``).
       label_source: the labels attacks move away from: the model's ``"predictions"``
         (default, no label leaking) or the ground-truth ``"labels"``.
       large_eps: ε of the chance-level check; default half the input range (skipped without a range).
       large_eps_examples: examples used by that check (the first ones).
       tol: slack of the ordering checks, default one example (``1/N``).
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
+      show_progress: progress bars over chunks of rows.
 
     Returns:
       :class:`RobustnessReport`; ``report.failed`` lists the failed checks.
+
+    Raises:
+      ValueError / TypeError: every argument is checked before anything compiles.
     """
-    if label_source not in ("predictions", "labels"):
-        raise ValueError(f"unknown label_source {label_source!r}; expected 'predictions' or 'labels'")
+    check_choice("label_source", label_source, LABEL_CHOICES)
     if not attacks:
         raise ValueError("expected at least one attack in attacks=")
-    eps = sorted(check_eps(eps))
+    eps = sorted(check_eps(eps, sequence=True))
+    check_key(key, what="evaluate_robustness")
+    for cfg in attacks.values():
+        check_config(cfg, key)
+    large_eps_examples = check_int("large_eps_examples", large_eps_examples)
+    if large_eps is not None:
+        large_eps = check_float("large_eps", large_eps)
     model = as_model(model)
-    y = np.asarray(y)
-    n = np.shape(x)[0]
-    if y.shape != (n,):
-        raise ValueError(f"expected y of shape ({n},) (ground-truth classes), got {y.shape}")
-    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= model.num_outputs:
-        raise ValueError(
-            f"expected integer classes in 0..{model.num_outputs - 1} in y, got dtype {y.dtype}, range [{y.min()}, {y.max()}]"
-        )
-    tol = 1.0 / n if tol is None else tol
-    labels = y if label_source == "labels" else None
+    n = np.shape(x)[0] if np.ndim(x) else 0
+    y = _check_true_labels(model, labels, n)
+    tol = 1.0 / n if tol is None else check_float("tol", tol)
+    b = bind(model, x, labels=y if label_source == "labels" else None, memory_budget=memory_budget)
+    run = functools.partial(sweep_batch, keep_inputs=False, memory_budget=memory_budget, show_progress=show_progress)
     sweeps, rows = {}, []
     for i, (name, cfg) in enumerate(attacks.items()):
-        s = sweep(
-            model,
-            x,
-            eps,
-            config=cfg,
-            key=jax.random.fold_in(key, i),
-            labels=labels,
-            batch_size=batch_size,
-            keep_inputs=False,
-            progress=progress,
-        )
-        sweeps[name] = s
+        sweeps[name] = s = run(b, eps, config=cfg, key=jax.random.fold_in(key, i))
         rows += table_rows(name, s, y)
     first = next(iter(sweeps.values()))
-    logits = first.results[0].logits_clean
-    clean = _accuracy(logits, y)
+    outputs = first.results[0].outputs_clean
+    clean = _accuracy(outputs, y)
     k = model.num_outputs
     by_attack = {name: [r for r in rows if r.attack == name] for name in attacks}
     checks = [
         _check_eps0(rows, clean),
         _check_monotone(by_attack, tol),
         _check_iterative(by_attack, attacks, tol),
-        _check_large_eps(model, x, y, attacks, large_eps, large_eps_examples, key, labels, batch_size, 1.0 / k),
+        _check_large_eps(b, y, attacks, large_eps, large_eps_examples, key, 1.0 / k, run),
         _check_loss_rises(sweeps),
-        _check_gradients(model, model.input_spec.validate(x), first.labels, batch_size or 256),
-        _check_logits(logits),
+        _check_gradients(b, memory_budget),
+        _check_logits(outputs),
         Check(
             "label_source",
             True,
@@ -278,12 +326,19 @@ def evaluate_robustness(
         ),
     ]
     return RobustnessReport(
-        model.name, tuple(rows), tuple(checks), clean, 1.0 / k, label_source, model.input_spec.value_range, sweeps
+        sweeps=sweeps,
+        model=model.name,
+        rows=tuple(rows),
+        checks=tuple(checks),
+        clean_accuracy=clean,
+        chance=1.0 / k,
+        label_source=label_source,
+        value_range=b.value_range,
     )
 
 
-def _check_large_eps(model, x, y, attacks, large_eps, m, key, labels, batch_size, chance) -> Check:
-    vr = model.input_spec.value_range
+def _check_large_eps(b: AttackBatch, y, attacks, large_eps, m, key, chance, run) -> Check:
+    vr = b.value_range
     if large_eps is None:
         if vr is None:
             return Check(
@@ -300,18 +355,9 @@ def _check_large_eps(model, x, y, attacks, large_eps, m, key, labels, batch_size
     )
     sub = slice(0, min(m, len(y)))
     if default_large_eps and cfg.norm == "l2":  # half the range per coordinate, as an L2 radius
-        large_eps = large_eps * float(np.sqrt(np.prod(model.input_spec.shape)))
-    s = sweep(
-        model,
-        np.asarray(x)[sub],
-        [large_eps],
-        config=cfg,
-        key=jax.random.fold_in(key, 10_000),
-        labels=None if labels is None else labels[sub],
-        batch_size=batch_size,
-        keep_inputs=False,
-    )
-    acc = _accuracy(s.results[0].logits_adv, y[sub])
+        large_eps = large_eps * float(np.sqrt(np.prod(b.model.input_spec.shape)))
+    s = run(b.rows(sub), [large_eps], config=cfg, key=jax.random.fold_in(key, 10_000))
+    acc = _accuracy(s.results[0].outputs_adv, y[sub])
     ok = acc <= chance + 1e-12
     detail = f"PGD-{cfg.steps} {cfg.norm} at ε = {large_eps:.4g} on {len(y[sub])} examples: accuracy {acc:.4f} vs chance {chance:.4f}"
     return Check(
@@ -320,25 +366,27 @@ def _check_large_eps(model, x, y, attacks, large_eps, m, key, labels, batch_size
 
 
 def write_csv(report: RobustnessReport, path: str | Path) -> Path:
-    """The table, one row per attack and ε, with the clean accuracy and label source on every row."""
+    """The table, one row per attack and ε, with the clean accuracy and label source on every row (atomic write)."""
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
-    w.writerow(["model", *Row._fields, "clean_accuracy", "chance"])
+    w.writerow(["model", *ROW_FIELDS, "clean_accuracy", "chance"])
     for r in report.rows:
-        w.writerow([report.model, *r, report.clean_accuracy, report.chance])
+        w.writerow([report.model, *dataclasses.astuple(r), report.clean_accuracy, report.chance])
     return atomic_write_text(path, buf.getvalue())
 
 
 def plot(report: RobustnessReport, path: str | Path) -> Path:
-    """Accuracy against ε, one line per attack, chance as a dashed line; saved as PNG."""
-    import matplotlib
+    """Accuracy against ε, one line per attack, chance as a dashed line; saved as PNG (atomic write).
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Uses matplotlib's object-oriented API (:class:`matplotlib.figure.Figure`), so no global
+    backend or pyplot state is touched.
+    """
+    from matplotlib.figure import Figure
 
     linf = all(r.norm == "linf" for r in report.rows)
     scale = 255.0 if report.value_range == (0.0, 1.0) and linf else 1.0
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    fig = Figure(figsize=(6, 4), dpi=110)
+    ax = fig.subplots()
     for name in dict.fromkeys(r.attack for r in report.rows):
         rows = sorted((r for r in report.rows if r.attack == name), key=lambda r: r.eps)
         ax.plot([r.eps * scale for r in rows], [r.accuracy for r in rows], marker="o", label=f"{name} ({rows[0].norm})")
@@ -352,7 +400,6 @@ def plot(report: RobustnessReport, path: str | Path) -> Path:
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png")
-    plt.close(fig)
     return atomic_write_bytes(path, png.getvalue())
 
 

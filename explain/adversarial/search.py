@@ -10,44 +10,55 @@ the returned adversarial is a verified one at that ε.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+import dataclasses
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Bool, Float
 
 from explain.adversarial import attacks as A
-from explain.adversarial.sweep import LabelSource, attack_batch, check_eps, resolve_labels
+from explain.adversarial.attacks import Host
+from explain.adversarial.sweep import Budget, Budgets, LabelSource, bind, check_config, check_eps, run_attack
+from explain.arrays import Batch
+from explain.checks import check_choice, check_int
+from explain.gradients import forward
 from explain.model import Model
+from explain.results import Result
 
 Search = Literal["bisect", "grid"]
+SEARCHES: tuple[str, ...] = ("bisect", "grid")
 PGD10 = A.AttackConfig("pgd", steps=10)
 
 
-class MinEpsResult(NamedTuple):
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class MinEpsResult(Result):
     """``eps``: ``(N,)`` smallest ε found (``inf`` where none flips); ``found``: ``(N,)`` bool;
     ``x_adv``: ``(N, ...)`` the adversarial at that ε (``x`` where none); ``label_source`` as in sweeps."""
 
-    eps: jax.Array
-    found: jax.Array
-    x_adv: jax.Array
-    label_source: LabelSource
+    eps: Float[Host, " n"]
+    found: Bool[Host, " n"]
+    x_adv: Float[Host, " n *features"]
+    label_source: LabelSource = dataclasses.field(metadata=dict(static=True))
 
 
 def min_eps(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
-    eps_max: float | None = None,
-    grid: Sequence[float] | None = None,
-    search: Search | None = None,
+    eps_max: Budget | None = None,
+    grid: Budgets | None = None,
+    search: str | None = None,
     bisect_steps: int = 8,
     config: A.AttackConfig = PGD10,
-    key: Any = None,
+    key: jax.Array | None = None,
+    target: Any = None,
     labels: Any = None,
-    targets: Any = None,
-    batch_size: int | None = None,
+    goal: Any = None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> MinEpsResult:
     """Per example, the smallest ε at which ``config``'s attack succeeds.
 
@@ -55,45 +66,40 @@ def min_eps(
     ``search="grid"``: the first ε of the sorted ``grid`` that succeeds.
     ``search="bisect"``: checks ``eps_max``, then halves ``[lo, hi]`` per example
     ``bisect_steps`` times; the answer is within ``eps_max / 2**bisect_steps``.
-    Examples already misclassified (untargeted, ``labels=`` given) get ε = 0.
+    Examples already misclassified (untargeted, ``labels=`` given) or already at
+    the goal get ε = 0. Probe ``i`` draws its random start from ``fold_in(key, i)``.
 
     Args:
-      x: ``(N, *input_spec.shape)``; config, key, labels, targets: as :func:`~explain.adversarial.sweep.sweep`.
+      x: ``(N, *input_spec.shape)``; config, key, target, labels, goal, memory_budget,
+        show_progress: as :func:`~explain.adversarial.sweep.sweep`.
 
     Raises:
       ValueError: unknown ``search``, missing ``eps_max``/``grid``, ε < 0, and the sweep's errors.
     """
-    search = search or ("grid" if grid is not None else "bisect")
-    if search not in ("bisect", "grid"):
-        raise ValueError(f"unknown search {search!r}; expected 'bisect' or 'grid'")
+    search = check_choice("search", search or ("grid" if grid is not None else "bisect"), SEARCHES)
     if search == "grid":
         if grid is None:
             raise ValueError("search='grid' needs grid=[eps, ...]")
-        probes = sorted(check_eps(grid))
+        probes = sorted(check_eps(grid, sequence=True))
     else:
         if eps_max is None:
             raise ValueError("search='bisect' needs eps_max=")
-        (eps_max,) = check_eps(eps_max)
-        if not isinstance(bisect_steps, int) or bisect_steps < 1:
-            raise ValueError(f"expected bisect_steps >= 1, got {bisect_steps!r}")
-    if config.kind == "pgd" and config.random_start and key is None:
-        raise ValueError("a randomised attack (random_start=True) needs an explicit key=jax.random.key(...)")
-    model, x, loss_fn, lab, logits, source, targeted, batch = resolve_labels(
-        model, x, labels=labels, targets=targets, batch_size=batch_size
-    )
-    n = x.shape[0]
-    key = jax.random.key(0) if key is None else key
+        (eps_max,) = check_eps(eps_max, sequence=False)
+        bisect_steps = check_int("bisect_steps", bisect_steps)
+    config = check_config(config, key)
+    b = bind(model, x, target=target, labels=labels, goal=goal, memory_budget=memory_budget)
+    n = b.n
+    expand = (-1,) + (1,) * (b.x.ndim - 1)
 
     def probe(eps_vec, i):
-        res = attack_batch(
-            model, x, loss_fn, lab, jnp.asarray(eps_vec, x.dtype),
-            config=config, targeted=targeted, key=jax.random.fold_in(key, i), batch=batch,
-        )  # fmt: skip
-        return np.asarray(A.is_success(res.outputs, lab, targeted)), res.x_adv
+        k = jax.random.fold_in(key, i) if config.randomised else None
+        res = run_attack(b, eps_vec, config=config, key=k, memory_budget=memory_budget, show_progress=show_progress)
+        return res["success"], res["x_adv"]
 
-    already = np.asarray(A.is_success(logits, lab, targeted))
+    clean = forward(b.model, b.x, memory_budget=memory_budget)
+    already = np.asarray(A.is_success(jnp.asarray(clean), labels=b.labels, goal=b.goal))
     best_eps = np.where(already, 0.0, np.inf)
-    x_adv = x
+    x_adv = np.array(b.x, copy=True)
     if search == "grid":
         for i, e in enumerate(probes):
             if e == 0.0:
@@ -101,19 +107,19 @@ def min_eps(
             ok, xa = probe(np.full(n, e), i)
             new = ok & ~np.isfinite(best_eps)
             best_eps = np.where(new, e, best_eps)
-            x_adv = jnp.where(jnp.asarray(new).reshape((-1,) + (1,) * (x.ndim - 1)), xa, x_adv)
+            x_adv = np.where(new.reshape(expand), xa, x_adv)
     else:
         lo, hi = np.zeros(n), np.full(n, eps_max)
         ok, xa = probe(hi, 0)
         found = ok & ~already
         best_eps = np.where(found, eps_max, best_eps)
-        x_adv = jnp.where(jnp.asarray(found).reshape((-1,) + (1,) * (x.ndim - 1)), xa, x_adv)
+        x_adv = np.where(found.reshape(expand), xa, x_adv)
         for i in range(1, bisect_steps + 1):
             mid = (lo + hi) / 2
             ok, xa = probe(np.where(found, mid, 0.0), i)
             ok = ok & found
             hi, lo = np.where(ok, mid, hi), np.where(found & ~ok, mid, lo)
             best_eps = np.where(ok, mid, best_eps)
-            x_adv = jnp.where(jnp.asarray(ok).reshape((-1,) + (1,) * (x.ndim - 1)), xa, x_adv)
-    eps_arr = jnp.asarray(best_eps, x.dtype)
-    return MinEpsResult(eps=eps_arr, found=jnp.isfinite(eps_arr), x_adv=x_adv, label_source=source)
+            x_adv = np.where(ok.reshape(expand), xa, x_adv)
+    eps_arr = jnp.asarray(best_eps, b.x.dtype)
+    return MinEpsResult(eps=eps_arr, found=jnp.isfinite(eps_arr), x_adv=jnp.asarray(x_adv), label_source=b.label_source)

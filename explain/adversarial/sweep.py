@@ -1,37 +1,46 @@
 """Run an attack on a batch for one ε or a list of ε: the public FGSM, BIM and PGD.
 
-Input is validated and labels resolved before anything compiles (see
-:func:`explain.gradients.prepare`). Labels default to the model's own
-predictions, which avoids label leaking (Kurakin et al. 2017): the true label
-is not an input of the attack unless ``labels=`` is given, and every result
-states its ``label_source``. The number of classes is the model's
-(``model.num_outputs``), never inferred from the labels of the batch.
+Every argument is checked and the batch bound (:func:`bind`: ``x`` validated
+once, labels, goal and objective resolved) before anything compiles. Labels
+default to the model's own predictions (one chunked forward pass,
+:func:`explain.gradients.forward`), which avoids label leaking (Kurakin et al.
+2017): the true label is not an input of the attack unless ``labels=`` is
+given, and every result states its ``label_source``. The number of classes is
+the model's (``model.num_outputs``), never inferred from the labels of the batch.
 
 A list of ε costs one compiled function: ε is traced, per example ``(N,)``.
-``ε = 0`` is answered without running the attack (the clean point is the only
-point of the ball).
+``ε = 0`` runs the same compiled attack, so "accuracy at ε = 0 equals clean
+accuracy" tests the attack code instead of a shortcut. Rows are chunked by
+:mod:`explain.chunking` (``memory_budget``); random starts draw per row id, so
+results never depend on the chunking.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import math
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tqdm import tqdm
+from jaxtyping import Array, Bool, Float, Int
 
+from explain import chunking
+from explain import targets as targets_lib
 from explain.adversarial import attacks as A
-from explain.chunking import chunk_size_for, map_batches
-from explain.gradients import prepare
+from explain.adversarial.attacks import Host
+from explain.arrays import Batch
+from explain.checks import check_key
+from explain.gradients import forward, prepare
 from explain.model import Model, as_model
+from explain.results import Result
+from explain.targets import BoundTarget
 
-LabelSource = Literal["predictions", "labels", "targets"]
-_BUDGET_BYTES = 1 << 29
-_ACT_FACTOR = 64  # activations + their gradients per input byte: a generous bound for small CNNs
+LabelSource = Literal["predictions", "labels", "goal"]
+Budget = float | int  # one ε
+Budgets = Sequence[float | int] | np.ndarray  # a grid of ε
 
 REGRESSION_MSG = (
     "adversarial attacks here need a classification model (logits over classes) to build the cross-entropy; "
@@ -40,275 +49,403 @@ REGRESSION_MSG = (
 DEFAULT_ATTACK = A.AttackConfig()
 
 
-class AttackResult(NamedTuple):
+# ----------------------------------------------------------------------------- results
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class AttackResult(Result):
     """One ε of an attack on a batch of ``N`` examples.
 
     Attributes:
-      eps: the budget ε.
+      eps: the budget ε (static).
+      x_adv: ``(N, ...)`` adversarials inside the ε-ball and the input range (``None`` with ``keep_inputs=False``).
       raw: ``(N, ...)`` the attack's point before clipping into the input range
-        (FGSM's ``x + ε·sign(∇J)``; iterative attacks stay in range, so raw equals clipped).
-      clipped: ``(N, ...)`` adversarials inside the ε-ball and the input range.
-      success: ``(N,)`` bool: untargeted, prediction ≠ label; targeted, prediction = target.
-      logits_clean, logits_adv: ``(N, K)`` before and after.
-      norms: ``(N,)`` ‖clipped − x‖ in the attack's norm.
-      loss_trace: ``(T,)`` mean objective J over the batch per iterate.
+        (FGSM's ``x + ε·sign(∇J)``; iterative attacks stay in range, so ``raw`` equals ``x_adv``).
+      success: ``(N,)`` bool: untargeted, prediction ≠ label; targeted, prediction = goal.
+      outputs_clean, outputs_adv: ``(N, K)`` logits before and after.
+      norms: ``(N,)`` ‖x_adv − x‖ in the attack's norm.
+      objective_trace: ``(T,)`` mean objective J over the batch per iterate (the loss by default).
     """
 
-    eps: float
-    raw: jax.Array | None
-    clipped: jax.Array | None
-    success: jax.Array
-    logits_clean: jax.Array
-    logits_adv: jax.Array
-    norms: jax.Array
-    loss_trace: jax.Array
+    eps: float = dataclasses.field(metadata=dict(static=True))
+    success: Bool[Host, " n"]
+    outputs_clean: Float[Host, " n k"]
+    outputs_adv: Float[Host, " n k"]
+    norms: Float[Host, " n"]
+    objective_trace: Float[Host, " t"]
+    x_adv: Float[Host, " n *features"] | None = None
+    raw: Float[Host, " n *features"] | None = None
 
 
-class SweepResult(NamedTuple):
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SweepResult(Result):
     """An attack over a list of ε: ``results[i]`` is for ``eps[i]``.
 
-    ``labels`` are the ``(N,)`` classes attacked (away from, or towards when
-    ``targeted``); ``label_source`` says where they came from;
-    ``value_range`` is the range adversarials were clipped to (``None``: not clipped).
+    ``labels`` ``(N,)`` are the classes attacked away from (``None`` for a targeted
+    attack), ``goal`` ``(N,)`` the classes attacked towards (``None`` untargeted);
+    ``label_source`` says where they came from; ``value_range`` is the range
+    adversarials were clipped to (``None``: not clipped).
     """
 
-    eps: tuple[float, ...]
     results: tuple[AttackResult, ...]
-    labels: jax.Array
-    label_source: LabelSource
-    targeted: bool
-    config: A.AttackConfig
-    value_range: tuple[float, float] | None
+    labels: Int[Host, " n"] | None
+    goal: Int[Host, " n"] | None
+    eps: tuple[float, ...] = dataclasses.field(metadata=dict(static=True))
+    label_source: LabelSource = dataclasses.field(metadata=dict(static=True))
+    config: A.AttackConfig = dataclasses.field(metadata=dict(static=True))
+    value_range: tuple[float, float] | None = dataclasses.field(metadata=dict(static=True))
+
+    @property
+    def targeted(self) -> bool:
+        return self.goal is not None
 
 
-def check_eps(eps: Any) -> tuple[float, ...]:
-    """A scalar or a list of budgets as floats; raises on negative, NaN or inf."""
-    values = np.atleast_1d(np.asarray(eps, dtype=np.float64))
-    if values.ndim != 1 or values.size == 0:
-        raise ValueError(f"expected eps as a number or a non-empty list of numbers, got {eps!r}")
+# ----------------------------------------------------------------------------- checks and binding
+
+
+def check_eps(eps: Any, *, sequence: bool) -> tuple[float, ...]:
+    """Budgets as floats: one number (``sequence=False``) or a non-empty sequence; raises on < 0, NaN or inf."""
+    if sequence:
+        if isinstance(eps, (str, bytes)) or np.ndim(eps) != 1 or np.size(eps) == 0:
+            raise ValueError(f"expected eps as a non-empty sequence of numbers, got {eps!r}")
+    elif np.ndim(eps) != 0:
+        raise TypeError(f"expected eps as one number (use sweep for a list), got {eps!r}")
+    try:
+        values = np.atleast_1d(np.asarray(eps, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise TypeError(f"expected eps as numbers, got {eps!r}") from None
     for e in values:
         if not np.isfinite(e) or e < 0:
             raise ValueError(f"expected eps >= 0 (finite), got {float(e)!r}")
     return tuple(float(e) for e in values)
 
 
-@functools.cache
-def _jit_apply(apply):
-    return jax.jit(apply)
+def check_config(config: Any, key: Any) -> A.AttackConfig:
+    """An :class:`~explain.adversarial.attacks.AttackConfig` that keeps its best iterate, and a key if it is random."""
+    if not isinstance(config, A.AttackConfig):
+        raise TypeError(f"expected config to be an AttackConfig, got {type(config).__name__}")
+    if not config.keep_best:
+        raise ValueError(
+            "the public attacks need AttackConfig(keep_best=True): the reported iterate is the best one kept"
+        )
+    if config.randomised:
+        if key is None:
+            raise ValueError("a randomised attack (random_start=True) needs an explicit key=jax.random.key(...)")
+        check_key(key, what="a randomised attack (random_start=True)")
+    return config
 
 
-def predict(model: Model, x: jax.Array, batch: int) -> jax.Array:
-    """Logits ``(N, K)``, ``batch`` examples per compiled call."""
-    fwd = _jit_apply(model.apply)
-    return map_batches(lambda xc: fwd(model.params, xc), x, batch=batch)
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class AttackBatch:
+    """A validated batch bound to an attack: what every attack, search and evaluation consumes.
+
+    Attributes:
+      x: ``(N, *input_shape)``, validated (a NumPy array stays on the host).
+      objective: the target J ascended, bound to these rows.
+      labels: ``(N,)`` classes to move away from, or ``None`` for a targeted attack.
+      goal: ``(N,)`` classes to move towards, or ``None``.
+      model, label_source: static.
+    """
+
+    x: Batch
+    objective: BoundTarget
+    labels: Int[Array, " n"] | None
+    goal: Int[Array, " n"] | None
+    model: Model = dataclasses.field(metadata=dict(static=True))
+    label_source: LabelSource = dataclasses.field(metadata=dict(static=True))
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def value_range(self) -> tuple[float, float] | None:
+        vr = self.model.input_spec.value_range
+        return None if vr is None else (float(vr[0]), float(vr[1]))
+
+    def rows(self, idx: Any) -> AttackBatch:
+        """The rows ``idx`` (an index array or a slice), objective, labels and goal sliced alongside."""
+        take = lambda a: None if a is None else a[idx]  # noqa: E731
+        return dataclasses.replace(
+            self, x=self.x[idx], objective=self.objective.rows(idx), labels=take(self.labels), goal=take(self.goal)
+        )
 
 
-def resolve_labels(
-    model: Model | Any, x: Any, *, labels: Any = None, targets: Any = None, batch_size: int | None = None
-) -> tuple[Model, jax.Array, Any, jax.Array, jax.Array, LabelSource, bool, int]:
-    """Validates everything before compiling the attack.
+def _classes(model: Model, classes: Any, n: int) -> jax.Array:
+    """``(N,)`` int32 classes (one int broadcast), checked against the model's classes on the host."""
+    return targets_lib.resolve(model, targets_lib.loss(classes, "ce"), n).aux
 
-    Returns ``(model, x, loss_fn, labels, logits_clean, label_source, targeted, batch)``.
+
+def bind(
+    model: Model | Any,
+    x: Batch,
+    *,
+    target: Any = None,
+    labels: Any = None,
+    goal: Any = None,
+    memory_budget: int | None = None,
+) -> AttackBatch:
+    """Validates ``x`` once and binds labels, goal and objective, before anything compiles.
+
+    Labels default to the model's predictions (one chunked forward pass, after every check).
 
     Raises:
-      ValueError: a regression model; both ``labels`` and ``targets``; labels or
-        targets out of ``range(model.num_outputs)`` or of the wrong shape; bad ``x``.
+      ValueError / TypeError: a regression model; both ``labels`` and ``goal``; classes out of
+      ``range(model.num_outputs)`` or of the wrong shape; bad ``x``; a bad ``target``.
     """
     model = as_model(model)
     if model.output_kind != "classification":
         raise ValueError(REGRESSION_MSG.format(name=model.name))
-    if labels is not None and targets is not None:
-        raise ValueError("give labels= (untargeted attack) or targets= (targeted attack), not both")
-    x = model.input_spec.validate(x)
+    if labels is not None and goal is not None:
+        raise ValueError("give labels= (untargeted attack) or goal= (targeted attack), not both")
+    chunking.check_budget(memory_budget)
+    if target is None:
+        x = model.input_spec.validate(x)
+        objective = None
+    else:  # the user's objective, bound (and a predicted class frozen) by the one prepare
+        p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
+        x, objective = p.x, p.target
     n = x.shape[0]
-    batch = batch_size or chunk_size_for(n, _ACT_FACTOR * math.prod(x.shape[1:]) * x.dtype.itemsize, _BUDGET_BYTES)
-    if batch < 1:
-        raise ValueError(f"expected batch_size >= 1, got {batch}")
-    given = targets if targets is not None else labels
-    if given is not None:  # checked (shape, integer dtype, 0 <= c < K) before any forward pass
-        _, x, loss_fn, lab, _ = prepare(model, x, "loss", given)
-    logits = predict(model, x, batch)
-    if given is None:
-        _, x, loss_fn, lab, _ = prepare(model, x, "loss", np.asarray(jnp.argmax(logits, axis=1)))
-    source: LabelSource = "targets" if targets is not None else "labels" if labels is not None else "predictions"
-    return model, x, loss_fn, lab, logits, source, targets is not None, batch
+    labels = None if labels is None else _classes(model, labels, n)
+    goal = None if goal is None else _classes(model, goal, n)
+    source: LabelSource = "goal" if goal is not None else "labels" if labels is not None else "predictions"
+    if labels is None and goal is None:
+        labels = jnp.asarray(np.argmax(forward(model, x, memory_budget=memory_budget), axis=1).astype(np.int32))
+    if objective is None:
+        objective = A.objective(labels=labels, goal=goal)
+    return AttackBatch(x=x, objective=objective, labels=labels, goal=goal, model=model, label_source=source)
 
 
-def _key_data(key: Any, n: int) -> jax.Array:
-    if key is None:
-        raise ValueError("a randomised attack (random_start=True) needs an explicit key=jax.random.key(...)")
-    if not jnp.issubdtype(jnp.asarray(key).dtype if not isinstance(key, jax.Array) else key.dtype, jax.dtypes.prng_key):
-        key = jax.random.wrap_key_data(jnp.asarray(key, jnp.uint32))
-    return jax.random.key_data(jax.random.split(key, n))
+# ----------------------------------------------------------------------------- running
 
 
-def attack_batch(
-    model: Model,
-    x: jax.Array,
-    loss_fn: Any,
-    labels: jax.Array,
-    eps: jax.Array,
+def _host_fields(res: A.Adversarial, norms: jax.Array) -> dict[str, Any]:
+    """The chunk's result as a plain dict (``map_rows`` fills host NumPy arrays from it), with the norms."""
+    return {**{f.name: getattr(res, f.name) for f in dataclasses.fields(res)}, "norms": norms}
+
+
+def _fgsm_rows(apply, params, x, objective, labels, goal, eps, row_ids, *, norm, value_range):
+    del row_ids
+    res = A._fgsm(apply, params, x, objective, labels=labels, goal=goal, eps=eps, norm=norm, value_range=value_range)
+    return _host_fields(res, A._delta_norm(res.x_adv, x, norm))
+
+
+def _pgd_rows(apply, params, x, objective, labels, goal, eps, row_ids, *, config, value_range, key):
+    res = A.pgd_loop(
+        apply, params, x, objective, labels=labels, goal=goal, eps=eps,
+        config=config, value_range=value_range, key=key, row_ids=row_ids,
+    )  # fmt: skip
+    return _host_fields(res, A._delta_norm(res.x_adv, x, config.norm))
+
+
+def run_attack(
+    b: AttackBatch,
+    eps: np.ndarray,
     *,
     config: A.AttackConfig,
-    targeted: bool,
-    key: Any,
-    batch: int,
-) -> A.PureResult:
-    """The attack on already-validated input, ``eps`` per example ``(N,)``; restarts keep the worst case."""
-    run = A.compiled_attack(model.apply, loss_fn, config, targeted, model.input_spec.value_range)
-    randomised = config.kind == "pgd" and config.random_start
-    n = x.shape[0]
+    key: jax.Array | None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
+) -> dict[str, np.ndarray | None]:
+    """The attack on a bound batch with ``eps`` per example ``(N,)``: the fields of
+    :class:`~explain.adversarial.attacks.Adversarial` and ``norms`` ``(N,)``, as host arrays.
 
-    def chunk(xc, lc, ec, kc):
-        return run(model.params, xc, lc, ec, jax.random.wrap_key_data(kc))
+    One compiled gradient step serves every chunk, every ε and every number of steps;
+    restarts keep the worst case per example.
+    """
+    m = b.model
+    rows = chunking.rows_per_chunk(m, memory_budget=memory_budget, dtype=b.x.dtype)
+    if config.kind == "fgsm":
+        fn = functools.partial(_fgsm_rows, m.apply, m.params, norm=config.norm, value_range=b.value_range)
+    else:
+        fn = functools.partial(_pgd_rows, m.apply, m.params, config=config, value_range=b.value_range, key=key)
+    ids = np.arange(b.n, dtype=np.int32)
+    eps = np.asarray(eps, b.x.dtype)
+    desc = f"{config.kind}-{config.norm}"
+    return chunking.map_rows(
+        fn, b.x, b.objective, b.labels, b.goal, eps, ids, batch=rows, show_progress=show_progress, desc=desc
+    )
 
-    best = None
-    for r in range(config.restarts if randomised else 1):
-        kd = _key_data(jax.random.fold_in(key, r) if randomised else jax.random.key(0), n)
-        res = A.PureResult(*map_batches(chunk, x, labels, eps, kd, batch=batch))
-        best = res if best is None else A.merge_restarts(best, res, labels, targeted=targeted)
-    return best
+
+def sweep_batch(
+    b: AttackBatch,
+    eps: Budgets,
+    *,
+    config: A.AttackConfig,
+    key: jax.Array | None,
+    keep_inputs: bool = True,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
+) -> SweepResult:
+    """:func:`sweep` on an already bound batch (arguments already checked)."""
+    results = []
+    for e in eps:
+        res = run_attack(
+            b, np.full((b.n,), e), config=config, key=key, memory_budget=memory_budget, show_progress=show_progress
+        )
+        results.append(
+            AttackResult(
+                eps=e,
+                success=jnp.asarray(res["success"]),
+                outputs_clean=jnp.asarray(res["outputs_clean"]),
+                outputs_adv=jnp.asarray(res["outputs"]),
+                norms=jnp.asarray(res["norms"]),
+                objective_trace=jnp.asarray(res["trace"].mean(axis=0)),
+                x_adv=jnp.asarray(res["x_adv"]) if keep_inputs else None,
+                raw=jnp.asarray(res["raw"]) if keep_inputs else None,
+            )
+        )
+    return SweepResult(
+        results=tuple(results),
+        labels=b.labels,
+        goal=b.goal,
+        eps=tuple(eps),
+        label_source=b.label_source,
+        config=config,
+        value_range=b.value_range,
+    )
+
+
+# ----------------------------------------------------------------------------- public attacks
 
 
 def sweep(
     model: Model | Any,
-    x: Any,
-    eps: Sequence[float] | float,
+    x: Batch,
     *,
+    eps: Budgets,
     config: A.AttackConfig = DEFAULT_ATTACK,
-    key: Any = None,
+    key: jax.Array | None = None,
+    target: Any = None,
     labels: Any = None,
-    targets: Any = None,
-    batch_size: int | None = None,
+    goal: Any = None,
     keep_inputs: bool = True,
-    progress: bool = False,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> SweepResult:
     """Runs one attack at every ε of a list, compiled once.
 
     Args:
       model: a classification :class:`~explain.model.Model` (or a bundle).
       x: ``(N, *input_spec.shape)`` clean inputs.
-      eps: budgets ε ≥ 0 in the attack's norm (pixel units of ``x``).
-      config: see :class:`~explain.adversarial.attacks.AttackConfig`.
+      eps: budgets ε ≥ 0 in the attack's norm (pixel units of ``x``), a sequence.
+      config: see :class:`~explain.adversarial.attacks.AttackConfig` (``keep_best=True``).
       key: PRNG key, required when the attack has a random start.
+      target: the objective J ascended (see :mod:`explain.targets`); default the
+        cross-entropy against ``labels`` (untargeted) or its negative against ``goal`` (targeted).
       labels: ``(N,)`` true classes to move away from; default the model's predictions.
-      targets: ``(N,)`` classes (or one int) to move towards: a targeted attack.
-      batch_size: examples per compiled call (default from a 512 MiB budget).
-      keep_inputs: ``False`` drops ``raw``/``clipped`` (saves memory in long sweeps).
-      progress: a progress bar over ε.
+      goal: ``(N,)`` classes (or one int) to move towards: a targeted attack.
+      keep_inputs: ``False`` drops ``x_adv``/``raw`` (saves memory in long sweeps).
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
+      show_progress: a progress bar over chunks of rows.
 
     Returns:
       :class:`SweepResult`.
 
     Raises:
-      ValueError: ε < 0, unknown norm, targets/labels out of range, a regression model.
+      ValueError: ε < 0, unknown norm, labels/goal out of range, a regression model, no key
+      for a random start, all before anything compiles.
 
     Example:
-      >>> s = sweep(m, x, [0, 2/255, 8/255], config=AttackConfig("pgd", steps=20), key=jax.random.key(0))
+      >>> s = sweep(m, x, eps=[0, 2/255, 8/255], config=AttackConfig("pgd", steps=20), key=jax.random.key(0))
       >>> [float(r.success.mean()) for r in s.results]
     """
-    eps_list = check_eps(eps)
-    if not isinstance(config, A.AttackConfig):
-        raise TypeError(f"expected config to be an AttackConfig, got {type(config).__name__}")
-    if not config.keep_best:
-        raise ValueError("sweep needs AttackConfig(keep_best=True): the reported iterate is the best one kept")
-    if config.kind == "pgd" and config.random_start and key is None:
-        raise ValueError("a randomised attack (random_start=True) needs an explicit key=jax.random.key(...)")
-    if targets is not None and np.ndim(targets) == 0 and isinstance(targets, (int, np.integer)):
-        targets = np.full((np.shape(x)[0],), int(targets))
-    model, x, loss_fn, lab, logits, source, targeted, batch = resolve_labels(
-        model, x, labels=labels, targets=targets, batch_size=batch_size
-    )
-    results = []
-    for e in tqdm(eps_list, desc=f"{config.kind}-{config.norm}", disable=not progress, leave=False):
-        # ε = 0 runs the same compiled attack: the check "accuracy at ε = 0 equals
-        # clean accuracy" then tests the attack code instead of a shortcut.
-        res = attack_batch(
-            model, x, loss_fn, lab, jnp.full((x.shape[0],), e, x.dtype),
-            config=config, targeted=targeted, key=key, batch=batch,
-        )  # fmt: skip
-        success, norms = A.summarise(x, res.x_adv, res.outputs, lab, norm=config.norm, targeted=targeted)
-        results.append(
-            AttackResult(
-                eps=e,
-                raw=res.raw if keep_inputs else None,
-                clipped=res.x_adv if keep_inputs else None,
-                success=success,
-                logits_clean=logits,
-                logits_adv=res.outputs,
-                norms=norms,
-                loss_trace=res.trace.mean(axis=0),
-            )
-        )
-    return SweepResult(tuple(eps_list), tuple(results), lab, source, targeted, config, model.input_spec.value_range)
+    eps_list = check_eps(eps, sequence=True)
+    config = check_config(config, key)
+    b = bind(model, x, target=target, labels=labels, goal=goal, memory_budget=memory_budget)
+    return sweep_batch(
+        b, eps_list, config=config, key=key, keep_inputs=keep_inputs, memory_budget=memory_budget,
+        show_progress=show_progress,
+    )  # fmt: skip
 
 
 def fgsm(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
-    eps: float,
+    eps: Budget,
+    target: Any = None,
     labels: Any = None,
-    targets: Any = None,
-    norm: A.Norm = "linf",
-    batch_size: int | None = None,
+    goal: Any = None,
+    norm: str = "linf",
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> AttackResult:
-    """FGSM (Goodfellow et al. 2015): ``x_adv = clip(x + ε·sign(∇ₓL(x, y)))``; targeted: ``x − ε·sign(∇ₓL(x, t))``.
+    """FGSM (Goodfellow et al. 2015): ``x_adv = clip(x + ε·sign(∇ₓL(x, y)))``; targeted: ``x − ε·sign(∇ₓL(x, goal))``.
 
     ``norm="l2"`` gives FGM, ``x + ε·∇L/‖∇L‖₂``. Labels default to predictions.
     See :func:`sweep` for the arguments and errors.
     """
+    (e,) = check_eps(eps, sequence=False)
     cfg = A.AttackConfig("fgsm", norm=norm, steps=1, random_start=False)
-    return sweep(model, x, [eps], config=cfg, labels=labels, targets=targets, batch_size=batch_size).results[0]
+    return sweep(
+        model, x, eps=[e], config=cfg, target=target, labels=labels, goal=goal,
+        memory_budget=memory_budget, show_progress=show_progress,
+    ).results[0]  # fmt: skip
 
 
 def bim(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
-    eps: float,
+    eps: Budget,
     steps: int = 10,
     rel_step_size: float | None = None,
+    target: Any = None,
     labels: Any = None,
-    targets: Any = None,
-    norm: A.Norm = "linf",
-    batch_size: int | None = None,
+    goal: Any = None,
+    norm: str = "linf",
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> AttackResult:
     """BIM / iterative FGSM (Kurakin et al. 2017): PGD from ``x`` itself, no random start.
 
     Step ``α = rel_step_size·ε``, default ``2.5·ε/steps``. See :func:`sweep`.
     """
+    (e,) = check_eps(eps, sequence=False)
     cfg = A.AttackConfig("pgd", norm=norm, steps=steps, rel_step_size=rel_step_size, random_start=False)
-    return sweep(model, x, [eps], config=cfg, labels=labels, targets=targets, batch_size=batch_size).results[0]
+    return sweep(
+        model, x, eps=[e], config=cfg, target=target, labels=labels, goal=goal,
+        memory_budget=memory_budget, show_progress=show_progress,
+    ).results[0]  # fmt: skip
 
 
 def pgd(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
-    eps: float,
-    key: Any,
+    eps: Budget,
+    key: jax.Array | None,
     steps: int = 10,
     restarts: int = 1,
     rel_step_size: float | None = None,
+    target: Any = None,
     labels: Any = None,
-    targets: Any = None,
-    norm: A.Norm = "linf",
-    batch_size: int | None = None,
+    goal: Any = None,
+    norm: str = "linf",
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> AttackResult:
     """PGD (Madry et al. 2018) under L∞ or L2 with a random start and restarts.
 
     ``x_{t+1} = x + Π_ε(clip(x_t + α·d(∇J)) − x)``, ``α = rel_step_size·ε``
     (default ``2.5·ε/steps``: Madry et al.'s convention, which lets a path
     cross the ball). The best iterate per example is kept, ranked by (success,
-    loss), and never one whose loss is below the clean loss; restarts keep the
+    J), and never one whose J is below the clean J; restarts keep the
     worst case per example. See :func:`sweep`.
 
     Example:
       >>> r = pgd(m, x, eps=8 / 255, key=jax.random.key(0), steps=20)
       >>> float(r.success.mean())
     """
+    (e,) = check_eps(eps, sequence=False)
     cfg = A.AttackConfig(
         "pgd", norm=norm, steps=steps, rel_step_size=rel_step_size, random_start=True, restarts=restarts
     )
-    return sweep(model, x, [eps], config=cfg, key=key, labels=labels, targets=targets, batch_size=batch_size).results[0]
+    return sweep(
+        model, x, eps=[e], config=cfg, key=key, target=target, labels=labels, goal=goal,
+        memory_budget=memory_budget, show_progress=show_progress,
+    ).results[0]  # fmt: skip

@@ -1,38 +1,47 @@
-"""``python -m explain gradflow``: the depth experiment, or one shipped model's per-layer gradient flow.
+"""``python -m explain gradflow``: the depth experiment, or one model's per-layer gradient flow.
 
 Examples::
 
     python -m explain gradflow --experiment depth --out out/gradflow       # CSV + PNG
     python -m explain gradflow --model shapes_cnn --n 32 --out out/gradflow
+    python -m explain gradflow --model path/to/my_models.py:make_bundle --out out/gradflow
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import io
 import time
 from pathlib import Path
 
 import numpy as np
 
+from explain.cli import _args
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--experiment", choices=["depth"], help="run the depth experiment")
-    parser.add_argument("--model", help="a shipped model: per-layer gradient flow and the Jacobian chain")
+    _args.add_model(
+        parser,
+        required=False,
+        example="shapes_cnn or my_models.py:make_bundle; per-layer gradient flow and the Jacobian chain",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--max-depth", type=int, default=30)
     parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=128, help="samples of the depth experiment")
     parser.add_argument("--steps", type=int, default=5, help="optax (Adam) steps before the second measurement")
     parser.add_argument("--learning-rate", type=float, default=1e-2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--activations", default="sigmoid,tanh,relu", help="comma-separated")
     parser.add_argument("--inits", default="normal,glorot,he", help="comma-separated: normal, glorot, he, lecun")
     parser.add_argument("--n", type=int, default=32, help="test samples for --model")
+    _args.add_memory_budget(parser)
 
 
 def _run_depth(args) -> int:
-    from explain import chain_rule, depth
+    from explain.primer import chain_rule, depth
 
     t0 = time.perf_counter()
     rows = depth.depth_experiment(
@@ -66,19 +75,22 @@ def _run_depth(args) -> int:
 
 def _run_model(args) -> int:
     import explain.gradflow as gf
-    from models import load
+    from explain import specs
+    from explain.io import atomic_write_text
 
-    bundle = load(args.model)
-    x, y = bundle.dataset.test.x[: args.n], bundle.dataset.test.y[: args.n]
-    flow = gf.gradient_flow(bundle.model, x, labels=y)
-    chain = gf.jacobian_chain(bundle.model, x, labels=y)
-    path = args.out / f"{args.model}_gradflow.csv"
+    bundle = specs.resolve(args.model)
+    test = bundle.split("test", command="gradflow")
+    x, y = test.x[: args.n], test.y[: args.n]
+    opts = {"memory_budget": args.memory_budget, "show_progress": True}
+    flow = gf.gradient_flow(bundle.model, x, labels=y, **opts)
+    chain = gf.jacobian_chain(bundle.model, x, labels=y, **opts)
     rows = flow.rows()
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"{args.model}: gradient of {flow.target_name} over {len(x)} test samples")
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    path = atomic_write_text(args.out / f"{bundle.stem}_gradflow.csv", buf.getvalue())
+    print(f"{bundle.name}: gradient of {flow.target_name} over {len(x)} test samples")
     for r in rows:
         print(
             f"  {r['layer']:<12} |dL/dh| {r['act_grad_mean']:.3e} ± {r['act_grad_std']:.1e}  "
@@ -94,6 +106,7 @@ def _run_model(args) -> int:
 
 def run(args) -> int:
     if (args.experiment is None) == (args.model is None):
-        raise SystemExit("gradflow: give exactly one of --experiment depth or --model NAME")
-    args.out.mkdir(parents=True, exist_ok=True)
+        raise SystemExit("gradflow: give exactly one of --experiment depth or --model SPEC")
+    if args.n < 1:
+        raise SystemExit(f"gradflow: --n must be >= 1; got {args.n}")
     return _run_depth(args) if args.experiment else _run_model(args)

@@ -1,8 +1,9 @@
 """``python -m explain robustness``: accuracy against ε per attack, a CSV, a PNG plot and sanity checks.
 
-Example::
+Examples::
 
     python -m explain robustness --model shapes_cnn --attack fgsm,pgd --eps 0,1/255,2/255,4/255,8/255,16/255
+    python -m explain robustness --model path/to/my_models.py:make_bundle --eps 0,8/255 --memory-budget 64M
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from pathlib import Path
 import jax
 
 from explain.adversarial.attacks import AttackConfig
-from explain.adversarial.evaluation import evaluate_robustness, format_report, plot, write_csv
+from explain.adversarial.evaluation import LABEL_CHOICES, evaluate_robustness, format_report, plot, write_csv
+from explain.cli import _args
 
 ATTACKS = ("fgsm", "bim", "pgd")
 
@@ -57,7 +59,7 @@ def attack_configs(names: list[str], *, norm: str, steps: int, restarts: int) ->
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="a shipped classification model, e.g. shapes_cnn")
+    _args.add_model(p, example="shapes_cnn or my_models.py:make_bundle (a classifier with a test split)")
     p.add_argument("--attack", type=parse_attacks, default=["fgsm", "pgd"], help="comma-separated: fgsm,bim,pgd")
     p.add_argument(
         "--eps", type=parse_eps, default=parse_eps("0,1/255,2/255,4/255,8/255,16/255"), help="comma-separated ε grid"
@@ -67,45 +69,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--restarts", type=int, default=1, help="PGD random restarts (worst case kept)")
     p.add_argument("--n", type=int, default=512, help="test images to evaluate (the first N)")
     p.add_argument(
-        "--labels",
-        choices=("predictions", "ground-truth"),
+        "--label-source",
+        choices=LABEL_CHOICES,
         default="predictions",
-        help="labels the attacks move away from",
+        help="what the attacks move away from: the model's predictions (default, no label leaking) or the true labels",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=None)
+    _args.add_memory_budget(p)
     p.add_argument("--out", type=Path, default=None, help="output folder (default robustness/MODEL)")
     p.add_argument("--strict", action="store_true", help="exit 1 when a sanity check fails")
 
 
 def run(args: argparse.Namespace) -> int:
-    import models  # the edge: names become objects here
+    from explain import specs
 
-    if args.steps < 1 or args.restarts < 1 or args.n < 1 or (args.batch_size is not None and args.batch_size < 1):
-        print("error: --steps, --restarts, --n and --batch-size must be >= 1", file=sys.stderr)
+    if args.steps < 1 or args.restarts < 1 or args.n < 1:
+        print("error: --steps, --restarts and --n must be >= 1", file=sys.stderr)
         return 2
-    if args.model not in models.SPECS:
-        print(f"error: unknown model {args.model!r}; expected one of {sorted(models.SPECS)}", file=sys.stderr)
-        return 2
-    bundle = models.load(args.model)
+    bundle = specs.resolve(args.model)
     if bundle.model.output_kind != "classification":
         print(f"error: {args.model} is a regression model; robustness here needs a classifier", file=sys.stderr)
         return 2
-    test = bundle.dataset.test
+    test = bundle.split("test", command="robustness")
     x, y = test.x[: args.n], test.y[: args.n]
-    out = args.out or Path("robustness") / args.model
+    out = args.out or Path("robustness") / bundle.stem
     configs = attack_configs(args.attack, norm=args.norm, steps=args.steps, restarts=args.restarts)
     t0 = time.perf_counter()
     report = evaluate_robustness(
         bundle.model,
         x,
-        y,
+        labels=y,
         attacks=configs,
         eps=args.eps,
         key=jax.random.key(args.seed),
-        label_source="labels" if args.labels == "ground-truth" else "predictions",
-        batch_size=args.batch_size,
-        progress=True,
+        label_source=args.label_source,
+        memory_budget=args.memory_budget,
+        show_progress=True,
     )
     seconds = time.perf_counter() - t0
     csv_path = write_csv(report, out / "robustness.csv")

@@ -1,8 +1,9 @@
 """``python -m explain sensitivity``: the ranked feature table of a tabular model, with intervals.
 
-Example::
+Examples::
 
-    python -m explain sensitivity --model friedman1_mlp --method grad --top 10 --out results.csv --plot bars.png
+    python -m explain sensitivity --model friedman1_mlp --method vanilla_gradient --top 10 --out results.csv --plot bars.png
+    python -m explain sensitivity --model path/to/my_models.py:make --data rows.csv --method gradient_x_input
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
+from explain.cli import _args
 from explain.io import atomic_write_bytes
 
 OUT_SUFFIXES = (".csv", ".json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from explain.sensitivity.local import METHODS
+    from explain.sensitivity.local import BASELINES, METHODS
 
-    parser.add_argument("--model", required=True, help="a shipped tabular model, e.g. friedman1_mlp, breast_cancer_mlp")
-    parser.add_argument("--method", choices=METHODS, default="grad", help="gradient ranking to show (default grad)")
+    _args.add_model(parser, example="friedman1_mlp, breast_cancer_mlp or my_models.py:make (a tabular model)")
+    parser.add_argument(
+        "--method", choices=METHODS, default=METHODS[0], help=f"gradient ranking to show (default {METHODS[0]})"
+    )
     parser.add_argument("--top", type=int, default=10, help="features to print (default 10)")
     parser.add_argument("--out", type=Path, help="write the full table to .csv or .json")
     parser.add_argument("--plot", type=Path, nargs="?", const=Path("sensitivity.png"), help="bar chart PNG path")
@@ -33,20 +37,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="CSV with a header; columns matched to the model's features by name")
     parser.add_argument("--label-column", help="label column of --data (needed for --target loss)")
     parser.add_argument(
-        "--split", choices=("train", "val", "test"), default="test", help="shipped split (default test)"
+        "--split", choices=("train", "val", "test"), default="test", help="the model's own split (default test)"
     )
     parser.add_argument("--rows", type=int, help="use the first ROWS rows only (at least 2)")
-    parser.add_argument("--bootstraps", type=int, default=200)
+    parser.add_argument("--n-bootstrap", type=int, default=200, help="bootstrap resamples of the rows (default 200)")
     parser.add_argument("--top-k", type=int, default=5, help="k of the rank-stability share (default 5)")
-    parser.add_argument("--repeats", type=int, default=5, help="permutation-importance shuffles; 0 skips it")
-    parser.add_argument("--ig-steps", type=int, default=50)
     parser.add_argument(
-        "--ig-baseline",
-        choices=("mean", "zero"),
-        default="mean",
-        help="IG baseline: the training split's feature means (default) or zero",
+        "--permutation-samples",
+        type=int,
+        default=5,
+        help="permutations per feature for permutation importance; 0 skips it (default 5)",
+    )
+    parser.add_argument("--steps", type=int, default=50, help="integrated_gradients steps (default 50)")
+    parser.add_argument(
+        "--baseline",
+        choices=BASELINES,
+        default=BASELINES[0],
+        help="integrated_gradients baseline: the training split's feature means (default) or zero",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the explicit PRNG key")
+    _args.add_memory_budget(parser)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -55,37 +65,33 @@ def check_args(args: argparse.Namespace) -> None:
         raise SystemExit(f"--out must end in .csv or .json; got {str(args.out)!r}")
     if args.plot is not None and args.plot.suffix.lower() != ".png":
         raise SystemExit(f"--plot must end in .png; got {str(args.plot)!r}")
-    minimums = {"--top": 1, "--bootstraps": 1, "--top-k": 1, "--repeats": 0, "--ig-steps": 1, "--rows": 2}
+    minimums = {"--top": 1, "--n-bootstrap": 1, "--top-k": 1, "--permutation-samples": 0, "--steps": 1, "--rows": 2}
     for flag, low in minimums.items():
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is not None and value < low:
             raise SystemExit(f"{flag} must be >= {low}; got {value}")
     if args.label_column is not None and args.data is None:
-        raise SystemExit("--label-column needs --data (the shipped splits carry their labels)")
+        raise SystemExit("--label-column needs --data (the model's own splits carry their labels)")
 
 
 def plot_bars(result, method: str, top: int, path: Path) -> None:
     """Horizontal bars of ``method``'s top features with their intervals as error bars, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object-oriented API: no backend, no pyplot state
 
     r = result[method]
+    scores, lower, upper = (np.asarray(a) for a in (r.scores, r.lower, r.upper))
     order = r.order()[:top][::-1]  # best at the top
     names = [result.feature_names[i] for i in order]
-    err = np.stack([r.scores[order] - r.lower[order], r.upper[order] - r.scores[order]])
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(order) + 1.2))
-    try:
-        ax.barh(names, r.scores[order], xerr=np.clip(err, 0, None), color="#4c78a8", ecolor="#333333", capsize=3)
-        level = round(100 * result.settings["ci"])
-        ax.set_xlabel(f"{r.description}, {level}% bootstrap interval")
-        ax.set_title(f"{result.settings['model']}: {result.settings['target']}")
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=120)
-    finally:
-        plt.close(fig)
+    err = np.stack([scores[order] - lower[order], upper[order] - scores[order]])
+    fig = Figure(figsize=(7, 0.35 * len(order) + 1.2))
+    ax = fig.subplots()
+    ax.barh(names, scores[order], xerr=np.clip(err, 0, None), color="#4c78a8", ecolor="#333333", capsize=3)
+    level = round(100 * result.settings["ci"])
+    ax.set_xlabel(f"{r.description}, {level}% bootstrap interval")
+    ax.set_title(f"{result.settings['model']}: {result.settings['target']}")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -93,22 +99,33 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     import jax
 
-    from explain import sensitivity
-    from models import registry
+    from explain import sensitivity, specs
+    from explain.sensitivity.global_ import PERMUTATION
 
-    if args.model not in registry.TABULAR_MODELS:
-        raise SystemExit(f"--model must be a tabular model, one of {list(registry.TABULAR_MODELS)}; got {args.model!r}")
-    bundle = registry.load(args.model)
+    bundle = specs.resolve(args.model)
+    spec = bundle.model.input_spec
+    if not spec.is_tabular:
+        raise SystemExit(f"--model must be a tabular model (rows of features); {args.model!r} takes {spec.describe()}")
+    # vanilla_gradient and gradient_x_input share one backward pass, so both are always computed.
+    methods = tuple(dict.fromkeys([args.method, "vanilla_gradient", "gradient_x_input"]))
+    ig = "integrated_gradients" in methods
+    mean_baseline = ig and args.baseline == "mean"
+    references = None
+    if mean_baseline:
+        train = getattr(bundle.dataset, "train", None)
+        if train is None or not hasattr(train, "x"):
+            raise SystemExit(
+                f"--baseline mean takes the feature means of the training split, and {args.model!r} comes with "
+                "no dataset.train.x; pass --baseline zero or return a bundle with .dataset from the factory"
+            )
+        references = np.asarray(train.x)
     if args.data is not None:
         x, labels = sensitivity.read_csv(args.data, bundle.model, label_column=args.label_column)
     else:
-        split = getattr(bundle.dataset, args.split)
+        split = bundle.split(args.split, command="sensitivity")
         x, labels = split.x, split.y
     if args.rows is not None:
         x, labels = x[: args.rows], None if labels is None else labels[: args.rows]
-    # grad and gxi share one backward pass, so both are always computed.
-    methods = tuple(dict.fromkeys([args.method, "grad", "gxi"]))
-    reference = np.asarray(bundle.dataset.train.x).mean(axis=0) if args.ig_baseline == "mean" else None
     result = sensitivity.rank(
         bundle.model,
         x,
@@ -116,19 +133,20 @@ def run(args: argparse.Namespace) -> int:
         target="loss" if args.target == "loss" else None,
         labels=labels,
         methods=methods,
-        n_bootstrap=args.bootstraps,
+        n_bootstrap=args.n_bootstrap,
         top_k=args.top_k,
-        permutation_repeats=args.repeats,
-        ig_baseline=args.ig_baseline,
-        reference=reference if "ig" in methods else None,
-        ig_steps=args.ig_steps,
+        permutation_samples=args.permutation_samples,
+        baseline=args.baseline,
+        references=references,
+        steps=args.steps,
+        memory_budget=args.memory_budget,
+        show_progress=True,
     )
-    if "ig" in methods:
-        source = "the training split's feature means" if reference is not None else "zero"
-        settings = {**result.settings, "ig_baseline_source": source}
-        result = dataclasses.replace(result, settings=settings)
-        print(f"IG baseline: {source}")
-    shown = [args.method, "permutation"] if args.repeats else args.method
+    if ig:
+        source = "the training split's feature means" if mean_baseline else "zero"
+        result = dataclasses.replace(result, settings={**result.settings, "baseline_source": source})
+        print(f"integrated_gradients baseline: {source}")
+    shown = [args.method, PERMUTATION] if args.permutation_samples else args.method
     print(result.table(shown, top=args.top))
     if args.out is not None:
         result.save(args.out)

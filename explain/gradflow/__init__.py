@@ -15,7 +15,13 @@ sections 8–11). For a model cut at layers ``h_1 … h_L`` so that
 
 Layers are reached through ``model.tap`` (see :mod:`explain.model`), so the
 model is not edited. ``h_l`` is a layer's output: ``∂/∂hₗ`` is the gradient with
-respect to a zero delta added there.
+respect to a zero delta added there. Input and layer gradients go through
+:func:`explain.gradients.target_and_grad` / :func:`~explain.gradients.target_and_layer_grad`;
+parameter gradients through :func:`explain.gradflow.flow.param_grads`, the one
+place that differentiates with respect to parameters. Both public functions
+take ``target=`` / ``labels=`` / ``layers=`` / ``memory_budget=`` / ``show_progress=``
+keyword-only, validate before compiling, and chunk rows with :mod:`explain.chunking`;
+both return frozen pytree results (:class:`explain.results.Result`).
 
 What "chain" means: layers ``l_1 … l_L`` (in forward order) form a chain when
 every path from the input to the output passes through ``h_1``, every path
@@ -31,7 +37,7 @@ References:
 """
 
 from explain.gradflow.chain import JacobianChain, chained_vjps, jacobian_chain
-from explain.gradflow.flow import GradientFlow, flow_grads, gradient_flow
+from explain.gradflow.flow import GradientFlow, flow_grads, gradient_flow, param_grads
 from explain.gradflow.layers import forward_order, resolve_layers
 
 __all__ = [
@@ -42,5 +48,6 @@ __all__ = [
     "forward_order",
     "gradient_flow",
     "jacobian_chain",
+    "param_grads",
     "resolve_layers",
 ]

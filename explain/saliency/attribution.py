@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 
 import jax
+import numpy as np
+
+from explain.results import Result
 
 
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class Attribution:
+class Attribution(Result):
     """An attribution map and what produced it.
 
     A pytree (``values``, ``convergence_delta`` and ``steps`` are leaves;
@@ -28,11 +31,11 @@ class Attribution:
         (the adaptive variant may use different counts per sample).
     """
 
-    values: jax.Array
+    values: jax.Array | np.ndarray
     method: str = dataclasses.field(default="", metadata=dict(static=True))
     target_name: str = dataclasses.field(default="", metadata=dict(static=True))
-    convergence_delta: jax.Array | None = None
-    steps: jax.Array | None = None
+    convergence_delta: jax.Array | np.ndarray | None = None
+    steps: jax.Array | np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -12,7 +12,10 @@ which ends at ``sqrt(σ_max)``, i.e. a much less blurred start, so the two diffe
 unless ``max_sigma = 1``; unlike PAIR, ``∂x_σ/∂σ`` is exact (``jax.jvp`` of the blur) rather than
 a finite difference with ``grad_step``. No baseline is needed, and the path adds
 no information absent from ``x`` (only removes it), which is the paper's point.
-Steps are chunked as in Integrated Gradients.
+
+:func:`blur_integrated_gradients_core` is the pure function (every step in one call);
+the wrapper runs the same :func:`blur_chunk` over chunks of samples × steps within
+the memory budget, as Integrated Gradients does.
 
 References:
   Xu, Venugopalan, Sundararajan. Attribution in Scale and Space. CVPR 2020.
@@ -20,78 +23,132 @@ References:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from explain import chunking
+from explain.arrays import Batch
+from explain.checks import check_float, check_int
+from explain.gradients import prepare
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
-from explain.saliency.integrated import endpoints, gaussian_blur
-from explain.targets import TargetFn
+from explain.saliency.integrated import gaussian_blur
+from explain.targets import BoundTarget
 
 
-@functools.cache
-def _blur_chunk(apply: Callable, fn: TargetFn | None):
-    """Jitted ``-Σ_k Δσ_k ∂x_σ/∂σ ⊙ ∇F(x_σ)`` over one chunk of ``(σ_k, Δσ_k)``."""
+def check_options(max_sigma: Any, steps: Any) -> tuple[float, int]:
+    """Validated ``(max_sigma > 0, steps >= 1)``, before any compilation."""
+    max_sigma = check_float("max_sigma", max_sigma)
+    if max_sigma == 0:
+        raise ValueError("expected max_sigma > 0, got 0")
+    return max_sigma, check_int("steps", steps)
 
-    def chunk(params, x, aux, nodes, mask):
-        sig, dsig = nodes[:, 0], nodes[:, 1] * mask  # (c,)
-        xs, dxs = jax.vmap(lambda s: jax.jvp(lambda s: gaussian_blur(x, s), (s,), (jnp.ones_like(s),)))(sig)
-        g, _ = common.grad_stack(apply, fn, params, xs, aux)  # (c, N, [K,] ...)
-        dxs = dxs[:, :, None] if g.ndim == dxs.ndim + 1 else dxs
-        return -common.weighted_sum(dsig, dxs * g)
 
-    return jax.jit(chunk)
+def sigma_grid(max_sigma: float, steps: int, sqrt: bool = False) -> np.ndarray:
+    """``(steps, 2)`` host array of left Riemann nodes ``(σ_k, Δσ_k)`` from 0 to ``max_sigma``."""
+    grid = np.sqrt(np.linspace(0.0, max_sigma**2, steps + 1)) if sqrt else np.linspace(0.0, max_sigma, steps + 1)
+    return np.stack([grid[:-1], np.diff(grid)], axis=1)
+
+
+def blur_chunk(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n h w c"],
+    target: BoundTarget,
+    nodes: Float[Array, " s 2"],
+    mask: Float[Array, " s"],
+) -> jax.Array:
+    """Pure: ``-Σ_k m_k Δσ_k ∂x_σ/∂σ|_{σ_k} ⊙ ∇F(x_{σ_k})`` over ``s`` nodes ``(σ_k, Δσ_k)``; additive over chunks.
+
+    Returns ``(N, H, W, C)`` or ``(N, K, H, W, C)`` for ``target="all"``.
+    """
+    sig, dsig = nodes[:, 0].astype(x.dtype), (nodes[:, 1] * mask).astype(x.dtype)
+    xs, dxs = jax.vmap(lambda s: jax.jvp(lambda s: gaussian_blur(x, s), (s,), (jnp.ones_like(s),)))(sig)
+    g, _ = common.grad_stack(apply, params, xs, target)  # (s, N, [K,] ...)
+    dxs = dxs[:, :, None] if g.ndim == dxs.ndim + 1 else dxs
+    return -common.weighted_sum(dsig, dxs * g)
+
+
+def blur_integrated_gradients_core(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n h w c"],
+    target: BoundTarget,
+    *,
+    max_sigma: float = 50.0,
+    steps: int = 100,
+    sqrt: bool = False,
+) -> Attribution:
+    """Pure Blur IG with every step in one call: values, ``convergence_delta`` and ``steps``."""
+    nodes = jnp.asarray(sigma_grid(max_sigma, steps, sqrt), x.dtype)
+    values = blur_chunk(apply, params, x, target, nodes, jnp.ones((steps,), x.dtype))
+    diff = common.endpoints(apply, params, x, target, gaussian_blur(x, max_sigma))
+    delta = values.reshape((*diff.shape, -1)).sum(-1) - diff
+    n_steps = jnp.full((x.shape[0],), steps, jnp.int32)
+    return Attribution(values, "blur_integrated_gradients", target.name, delta, n_steps)
+
+
+_blur_chunk = jax.jit(blur_chunk, static_argnums=0)
+_blur_integrated_gradients = jax.jit(
+    blur_integrated_gradients_core, static_argnums=0, static_argnames=("max_sigma", "steps", "sqrt")
+)
+_blur = jax.jit(gaussian_blur)
 
 
 def blur_integrated_gradients(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
     target: Any = None,
     labels: Any = None,
     max_sigma: float = 50.0,
     steps: int = 100,
     sqrt: bool = False,
-    internal_batch_size: int | None = None,
     memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
     """Blur IG (module docstring has the math); defaults as PAIR (``max_sigma=50``, ``steps=100``).
 
     Args:
-      model: an image :class:`~explain.model.Model` (contract in :mod:`explain.model`).
+      model: an image :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
       x: ``(N, H, W, C)``.
-      target: see :mod:`explain.targets`, or ``"all"``.
+      target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, H, W, C)``).
+      labels: ``(N,)`` when ``target="loss"``.
       max_sigma: blur std (pixels) at the path's start, ``> 0``.
       steps: ``>= 1`` Riemann steps in σ.
       sqrt: ``σ_k = max_sigma · sqrt(k / steps)`` (denser near the sharp image). Unlike PAIR's
         ``sqrt`` (``sqrt(max_sigma · k / steps)``, ending at ``sqrt(max_sigma)``) the path still
         starts at ``max_sigma``.
-      internal_batch_size, memory_budget: as :func:`explain.saliency.integrated.integrated_gradients`.
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
+        samples and steps are chunked within it, so memory does not grow with ``N`` or ``steps``.
+      show_progress: a progress bar for long calls.
 
     Returns:
-      :class:`Attribution` shaped like ``x`` with ``convergence_delta`` and ``steps``.
+      :class:`Attribution` shaped like ``x`` with ``convergence_delta``
+      ``Σ values - (F(x) - F(x_{max_sigma}))`` and ``steps`` per sample.
+
+    Raises:
+      ValueError / TypeError: before compilation, for non-image models, ``max_sigma <= 0``, ``steps < 1``.
+
+    Example:
+      >>> a = blur_integrated_gradients(m, x, target=y, max_sigma=20.0, steps=64)
     """
-    common.check_image(as_model(model), what="Blur IG")
-    max_sigma = common.check_float("max_sigma", max_sigma)
-    if max_sigma == 0:
-        raise ValueError("expected max_sigma > 0, got 0")
-    steps = common.check_int("steps", steps)
-    common.check_chunking(internal_batch_size, memory_budget)
-    r = common.resolve(model, x, target, labels)
-    per_chunk = common.draws_per_chunk(r, memory_budget, internal_batch_size)
-    grid = np.sqrt(np.linspace(0.0, max_sigma**2, steps + 1)) if sqrt else np.linspace(0.0, max_sigma, steps + 1)
-    nodes = jnp.asarray(np.stack([grid[:-1], np.diff(grid)], axis=1), r.x.dtype)  # (steps, 2): σ_k, Δσ_k
-    run = functools.partial(_blur_chunk(r.model.apply, r.fn), r.model.params, r.x, r.aux)
-    values = chunking.accumulate(run, nodes, per_chunk)
-    blurred = gaussian_blur(r.x, max_sigma)
-    diff = endpoints(r.model.apply, r.fn)(r.model.params, r.x, blurred, r.aux)
-    delta = values.reshape((*diff.shape, -1)).sum(-1) - diff
-    n_steps = jnp.full((r.x.shape[0],), steps, jnp.int32)
-    return Attribution(values, "blur_ig", r.name, convergence_delta=delta, steps=n_steps)
+    common.check_image(as_model(model), what="blur_integrated_gradients")
+    max_sigma, steps = check_options(max_sigma, steps)
+    sqrt = bool(sqrt)
+    chunking.check_budget(memory_budget)
+    p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+    nodes = sigma_grid(max_sigma, steps, sqrt).astype(p.x.dtype)  # host: a new step count compiles nothing new
+    values = common.run_draws(_blur_chunk, p, nodes, memory_budget=memory_budget, show_progress=show_progress)
+    blurred = chunking.map_rows(
+        lambda xc: _blur(xc, max_sigma), p.x, batch=common.rows(p, memory_budget, forward_only=True)
+    )
+    delta = common.delta(p, values, blurred, memory_budget)
+    n_steps = jnp.full((p.n,), steps, jnp.int32)
+    return Attribution(jax.device_put(values), "blur_integrated_gradients", p.target.name, delta, n_steps)

@@ -7,7 +7,14 @@ For a layer with activations ``A (h, w, c)``:
 upsampled bilinearly to the input's ``(H, W)`` and repeated over its channels,
 so ``values`` is shaped like ``x``. Guided Grad-CAM multiplies Guided Backprop
 by the upsampled CAM. The layer is reached through the model's ``tap``
-(:mod:`explain.adapters`), so the model is not edited.
+(:mod:`explain.adapters`) with :func:`explain.gradients.target_and_layer_grad`,
+so the model is not edited.
+
+Both cores take the tap alone: by the model contract (:mod:`explain.model`)
+``tap(params, x, {})`` runs the same forward pass as ``apply`` and returns its
+outputs first, so Guided Grad-CAM rewrites the ReLUs of that forward pass
+(:class:`TapOutputs`) for its Guided Backprop half. One function per core keeps
+the registry's and the noise tunnel's ``uses_tap`` protocol unchanged.
 
 References:
   Selvaraju et al. Grad-CAM: Visual Explanations from Deep Networks via
@@ -16,19 +23,23 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
-from explain import gradients
+from explain import chunking
+from explain.arrays import Batch
+from explain.gradients import Prepared, prepare, target_and_layer_grad
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency import guided as guided_lib
 from explain.saliency.attribution import Attribution
-from explain.targets import TargetFn
+from explain.targets import BoundTarget
 
 
 def default_layer(model: Model) -> str:
@@ -45,7 +56,8 @@ def default_layer(model: Model) -> str:
     return parents[0] if parents else last
 
 
-def _check_layer(model: Model, layer: str | None) -> str:
+def check_layer(model: Model, layer: str | None) -> str:
+    """``layer`` (default :func:`default_layer`) after checking the model takes images and the layer is spatial."""
     common.check_image(model, what="Grad-CAM")
     layer = default_layer(model) if layer is None else layer
     model.check_layer(layer)
@@ -56,91 +68,144 @@ def _check_layer(model: Model, layer: str | None) -> str:
     return layer
 
 
-def _layer_grad_all(tap: Callable, params: Any, x: jax.Array, layer: str, layer_shape: tuple[int, ...]):
-    """``(h_l (N, 1, h', w', c'), ∂out_k/∂h_l (N, K, h', w', c'))``: K backward passes sharing one forward pass."""
+def core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The cores' ``layer`` and ``layer_shape`` from the wrapper's ``layer`` option (``None``: the default layer).
 
-    def f(delta):
-        out, acts = tap(params, x, {layer: delta})
-        return out, acts[layer]
-
-    out, vjp, act = jax.vjp(f, jnp.zeros((x.shape[0], *layer_shape), x.dtype), has_aux=True)
-    return act[:, None], common.all_classes_vjp(vjp, out)
+    The registry's ``core_options`` hook of :func:`grad_cam`; checks run on the host, before compilation.
+    """
+    layer = check_layer(model, options.get("layer"))
+    return {"layer": layer, "layer_shape": tuple(model.layer_shapes[layer])}
 
 
-@functools.cache
-def _compiled_cam(tap: Callable, fn: TargetFn | None, layer: str, layer_shape: tuple[int, ...]):
-    def run(params, x, aux):
-        h, w = x.shape[1:3]
-        if fn is None:
-            act, g = _layer_grad_all(tap, params, x, layer, layer_shape)
-        else:
-            _, act, g, _ = gradients.target_and_layer_grad(tap, fn, params, x, aux, layer, layer_shape)
-        alpha = g.mean(axis=(-3, -2), keepdims=True)  # (..., 1, 1, c')
-        cam = jax.nn.relu((alpha * act).sum(-1))  # (N, [K,] h', w')
-        up = jax.image.resize(cam, (*cam.shape[:-2], h, w), "bilinear")
-        return jnp.broadcast_to(up[..., None], (*up.shape, x.shape[-1]))
-
-    return jax.jit(run)
+def guided_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`core_options` plus the ReLU check of Guided Backprop: the registry hook of :func:`guided_grad_cam`."""
+    kwargs = core_options(model, options)
+    guided_lib.check_relus(model, TapOutputs(model.tap))
+    return kwargs
 
 
-def _cam_values(
-    r: common.Resolved, layer: str, *, internal_batch_size: int | None = None, memory_budget: int | None = None
-) -> jax.Array:
-    """The upsampled CAM of a resolved batch, in chunks of samples bounded like every other method."""
-    rows = common.chunk_rows(r, memory_budget, internal_batch_size)
-    run = functools.partial(_compiled_cam(r.model.tap, r.fn, layer, r.model.layer_shapes[layer]), r.model.params)
-    return common.map_rows(run, r.x, r.aux, batch=rows)
+@dataclasses.dataclass(frozen=True)
+class TapOutputs:
+    """``tap(params, x, {})[0]``: the model's outputs through its tap, a pure ``(params, x) -> outputs``."""
+
+    tap: Callable
+
+    def __call__(self, params: Any, x: jax.Array) -> jax.Array:
+        return self.tap(params, x, {})[0]
+
+
+# ----------------------------------------------------------------------------- pure cores
+
+
+def _upsampled_cam(act: jax.Array, g: jax.Array, x: jax.Array) -> jax.Array:
+    """``ReLU(Σ_c mean_ij(g)_c A_c)`` resized to ``x``'s ``(H, W)`` and repeated over its channels."""
+    h, w = x.shape[1:3]
+    alpha = g.mean(axis=(-3, -2), keepdims=True)  # (N, [K,] 1, 1, c')
+    cam = jax.nn.relu((alpha * common.expand_like(act, g)).sum(-1))  # (N, [K,] h', w')
+    up = jax.image.resize(cam, (*cam.shape[:-2], h, w), "bilinear")
+    return jnp.broadcast_to(up[..., None], (*up.shape, x.shape[-1]))
+
+
+def grad_cam_core(
+    tap: Callable,
+    params: Any,
+    x: Float[Array, " n h w c"],
+    target: BoundTarget,
+    *,
+    layer: str,
+    layer_shape: tuple[int, ...],
+) -> Attribution:
+    """Pure: the upsampled Grad-CAM of ``layer`` (activations ``(h', w', c') = layer_shape``), shaped like ``x``
+    (``(N, K, H, W, C)`` for ``target="all"``), ``>= 0``."""
+    _, act, g, _ = target_and_layer_grad(tap, params, x, target, layer=layer, layer_shape=layer_shape)
+    return Attribution(_upsampled_cam(act, g, x), "grad_cam", target.name)
+
+
+def guided_grad_cam_core(
+    tap: Callable,
+    params: Any,
+    x: Float[Array, " n h w c"],
+    target: BoundTarget,
+    *,
+    layer: str,
+    layer_shape: tuple[int, ...],
+) -> Attribution:
+    """Pure: Guided Backprop (through the tap's forward pass, :class:`TapOutputs`) ⊙ the upsampled Grad-CAM."""
+    gb = guided_lib.guided_backprop_core(TapOutputs(tap), params, x, target).values
+    cam = grad_cam_core(tap, params, x, target, layer=layer, layer_shape=layer_shape).values
+    return Attribution(gb * cam, "guided_grad_cam", target.name)
+
+
+_grad_cam = jax.jit(grad_cam_core, static_argnums=0, static_argnames=("layer", "layer_shape"))
+_guided_grad_cam = jax.jit(guided_grad_cam_core, static_argnums=0, static_argnames=("layer", "layer_shape"))
+
+
+def _run_tap(
+    core: Callable, p: Prepared, kwargs: Mapping[str, Any], memory_budget: int | None, show_progress: bool
+) -> Attribution:
+    """``core(tap, params, x, target, **kwargs)`` over chunks of rows (``_common.run_rows`` with the tap)."""
+    fn = functools.partial(core, p.model.tap, p.model.params, **kwargs)
+    a = chunking.map_rows(fn, p.x, p.target, batch=common.rows(p, memory_budget), show_progress=show_progress)
+    return common.to_attribution(a)
+
+
+# ----------------------------------------------------------------------------- public
 
 
 def grad_cam(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
+    layer: str | None = None,
     target: Any = None,
     labels: Any = None,
-    layer: str | None = None,
-    internal_batch_size: int | None = None,
     memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
     """Grad-CAM of ``layer`` (default :func:`default_layer`), upsampled to the input size.
 
     Args:
       model: an image :class:`~explain.model.Model` with layer access (contract in :mod:`explain.model`).
       x: ``(N, H, W, C)``.
+      layer: a name in ``model.layer_names`` with ``(h, w, c)`` activations; default the last one.
       target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, H, W, C)``).
-      layer: a name in ``model.layer_names`` with ``(h, w, c)`` activations.
-      internal_batch_size: samples per compiled call; default from ``memory_budget`` (bytes, default
-        256 MiB; ``target="all"`` counts ``K`` backward passes per sample).
+      labels: ``(N,)`` when ``target="loss"``.
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`;
+        ``target="all"`` counts ``K`` backward passes per sample).
+      show_progress: a progress bar for long calls.
 
     Returns:
       :class:`Attribution` shaped like ``x`` (the map repeated over channels), ``>= 0``.
 
     Raises:
-      ValueError: unknown layer (naming the known ones), a non-spatial layer, a non-image model.
+      ValueError: unknown layer (naming the known ones), a non-spatial layer, a non-image model,
+      all before compilation.
+
+    Example:
+      >>> grad_cam(m, x, target=3, layer="conv2").values.shape == x.shape
     """
-    layer = _check_layer(as_model(model), layer)
-    common.check_chunking(internal_batch_size, memory_budget)
-    r = common.resolve(model, x, target, labels)
-    values = _cam_values(r, layer, internal_batch_size=internal_batch_size, memory_budget=memory_budget)
-    return Attribution(values, f"grad_cam[{layer}]", r.name)
+    m = as_model(model)
+    kwargs = core_options(m, {"layer": layer})
+    p = prepare(m, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+    return _run_tap(_grad_cam, p, kwargs, memory_budget, show_progress)
 
 
 def guided_grad_cam(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
+    layer: str | None = None,
     target: Any = None,
     labels: Any = None,
-    layer: str | None = None,
-    internal_batch_size: int | None = None,
     memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
-    """Guided Grad-CAM: Guided Backprop ⊙ the upsampled Grad-CAM. Args as :func:`grad_cam`
-    (the chunking options bound the Grad-CAM part)."""
-    layer = _check_layer(as_model(model), layer)
-    common.check_chunking(internal_batch_size, memory_budget)
-    r = common.resolve(model, x, target, labels, freeze=False)
-    r = common.freeze_pred(guided_lib._check_relus(r))  # one resolution: both maps explain the same class
-    gb = guided_lib.modified_backprop_values(r, "guided")
-    cam = _cam_values(r, layer, internal_batch_size=internal_batch_size, memory_budget=memory_budget)
-    return Attribution(gb * cam, f"guided_grad_cam[{layer}]", r.name)
+    """Guided Grad-CAM: Guided Backprop ⊙ the upsampled Grad-CAM, both of the same target.
+
+    Args and returns as :func:`grad_cam`; also raises ``ValueError`` when the model has no
+    ``jax.nn.relu`` (see :func:`explain.saliency.guided.guided_backprop`).
+    """
+    m = as_model(model)
+    kwargs = guided_core_options(m, {"layer": layer})
+    p = prepare(m, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+    return _run_tap(_guided_grad_cam, p, kwargs, memory_budget, show_progress)

@@ -1,7 +1,6 @@
 """Vanilla gradient (signed or absolute) and Gradient × Input.
 
-``∂F/∂x`` for the whole batch with one backward pass (batches larger than the
-memory budget are split into equal compiled chunks).
+``∂F/∂x`` for the whole batch with one backward pass per chunk of rows.
 
 References:
   Simonyan, Vedaldi, Zisserman. Deep Inside Convolutional Networks. ICLR workshop 2014.
@@ -11,50 +10,50 @@ References:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
-from explain import chunking
+from explain.arrays import Batch
+from explain.gradients import prepare, target_and_grad
 from explain.model import Model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
-from explain.targets import TargetFn
+from explain.targets import BoundTarget
 
 
-@functools.cache
-def _compiled(apply: Callable, fn: TargetFn | None, times_input: bool, absolute: bool):
-    def run(params, x, aux):
-        g, _ = common.grad_rows(apply, fn, params, x, aux)
-        if times_input:
-            g = common.expand_like(x, g) * g
-        return jnp.abs(g) if absolute else g
-
-    return jax.jit(run)
+def vanilla_gradient_core(
+    apply: Callable, params: Any, x: Float[Array, " n *features"], target: BoundTarget, *, absolute: bool = False
+) -> Attribution:
+    """Pure: ``∂F/∂x`` (``|∂F/∂x|`` with ``absolute``), ``(N, ...)`` or ``(N, K, ...)`` for ``target="all"``."""
+    _, g, _ = target_and_grad(apply, params, x, target)
+    return Attribution(jnp.abs(g) if absolute else g, "vanilla_gradient", target.name)
 
 
-def batched_gradient(
-    r: common.Resolved, *, times_input: bool = False, absolute: bool = False, memory_budget: int | None = None
-) -> jax.Array:
-    """``∂F/∂x`` (optionally ``⊙ x``, optionally ``|·|``) of a resolved batch, chunked by the memory budget."""
-    rows = common.chunk_rows(r, memory_budget, None)
-    run = _compiled(r.model.apply, r.fn, times_input, absolute)
-    if r.aux is None or not getattr(r.aux, "ndim", 0):
-        return chunking.map_batches(lambda x: run(r.model.params, x, r.aux), r.x, batch=rows)
-    return chunking.map_batches(lambda x, a: run(r.model.params, x, a), r.x, r.aux, batch=rows)
+def gradient_x_input_core(
+    apply: Callable, params: Any, x: Float[Array, " n *features"], target: BoundTarget
+) -> Attribution:
+    """Pure: ``x ⊙ ∂F/∂x``."""
+    _, g, _ = target_and_grad(apply, params, x, target)
+    return Attribution(common.expand_like(x, g) * g, "gradient_x_input", target.name)
+
+
+_vanilla = jax.jit(vanilla_gradient_core, static_argnums=0, static_argnames="absolute")
+_times_input = jax.jit(gradient_x_input_core, static_argnums=0)
 
 
 def vanilla_gradient(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
     target: Any = None,
     labels: Any = None,
     absolute: bool = False,
     memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
     """The input gradient ``∂F/∂x``, or its magnitude ``|∂F/∂x|`` with ``absolute=True``.
 
@@ -64,6 +63,8 @@ def vanilla_gradient(
       target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, *input_shape)``).
       labels: ``(N,)`` when ``target="loss"``.
       absolute: return ``|∂F/∂x|`` (the original saliency map of Simonyan et al.).
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
+      show_progress: a progress bar for long calls.
 
     Returns:
       :class:`Attribution` with ``values`` shaped like ``x``.
@@ -71,19 +72,25 @@ def vanilla_gradient(
     Example:
       >>> vanilla_gradient(m, x, target=3).values.shape == x.shape
     """
-    common.check_memory_budget(memory_budget)
-    r = common.resolve(model, x, target, labels)
-    g = batched_gradient(r, absolute=absolute, memory_budget=memory_budget)
-    return Attribution(g, "gradient_abs" if absolute else "gradient", r.name)
+    p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+    a = common.run_rows(_vanilla, p, memory_budget=memory_budget, show_progress=show_progress, absolute=absolute)
+    return common.to_attribution(a)
 
 
 def gradient_x_input(
-    model: Model | Any, x: Any, *, target: Any = None, labels: Any = None, memory_budget: int | None = None
+    model: Model | Any,
+    x: Batch,
+    *,
+    target: Any = None,
+    labels: Any = None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
     """Gradient × Input ``x ⊙ ∂F/∂x``: for a linear model, each feature's exact contribution ``w_i x_i``.
 
     Args and returns as :func:`vanilla_gradient`.
     """
-    common.check_memory_budget(memory_budget)
-    r = common.resolve(model, x, target, labels)
-    return Attribution(batched_gradient(r, times_input=True, memory_budget=memory_budget), "gradient_x_input", r.name)
+    p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+    return common.to_attribution(
+        common.run_rows(_times_input, p, memory_budget=memory_budget, show_progress=show_progress)
+    )

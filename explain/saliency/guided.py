@@ -17,6 +17,11 @@ gradients are unaffected), and the result composes with ``jit``/``vmap``.
 ReLUs inside control flow (``scan``, ``cond``, ``remat``) are left unchanged;
 a model with no ``jax.nn.relu`` at all raises a clear error.
 
+The rewritten function is a :class:`ModifiedApply`, a frozen dataclass of
+``(apply, rule)``: equal for equal fields, so it is hashable as a static
+``jax.jit`` argument without any cache. The cores differentiate it with
+:func:`explain.gradients.target_and_grad`, like every other method.
+
 References:
   Springenberg, Dosovitskiy, Brox, Riedmiller. Striving for Simplicity: The All
   Convolutional Net. ICLR workshop 2015.
@@ -25,23 +30,27 @@ References:
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
-from explain.model import Model
+from explain.arrays import Batch
+from explain.checks import check_choice
+from explain.gradients import prepare, target_and_grad
+from explain.model import Model, as_model
 from explain.saliency import _common as common
-from explain.saliency import gradient as gradient_lib
 from explain.saliency.attribution import Attribution
+from explain.targets import BoundTarget
 
 Rule = Literal["guided", "deconvnet"]
 RULES: tuple[str, ...] = ("guided", "deconvnet")
 NO_RELU_MSG = (
-    "found no jax.nn.relu in model {name!r}; guided backprop and deconvnet rewrite the backward rule of "
+    "found no jax.nn.relu in {what}; guided backprop and deconvnet rewrite the backward rule of "
     "jax.nn.relu (flax.linen.relu / nnx.relu are the same function). Models using jnp.maximum(x, 0) or other "
     "activations are not supported."
 )
@@ -112,90 +121,146 @@ def _eval(jaxpr: jcore.Jaxpr, consts: list, args: list, relu: Callable, count: l
     return [read(v) for v in jaxpr.outvars]
 
 
-def count_relus(apply: Callable, params: Any, x: jax.Array) -> int:
-    """How many ``jax.nn.relu`` calls the rewrite would replace (traced abstractly, nothing runs)."""
+def _rewrite(apply: Callable, relu: Callable, params: Any, x: Any) -> tuple[Any, int]:
+    """``(apply(params, x) with every jax.nn.relu replaced by relu, how many were replaced)``."""
     count = [0]
-    closed = jax.make_jaxpr(apply)(params, x)
-    jax.eval_shape(
-        lambda *a: _eval(closed.jaxpr, closed.consts, list(a), _guided_relu, count), *jax.tree.leaves((params, x))
-    )
+    closed, out_shape = jax.make_jaxpr(apply, return_shape=True)(params, x)
+    outs = _eval(closed.jaxpr, closed.consts, jax.tree.leaves((params, x)), relu, count)
+    return jax.tree.unflatten(jax.tree.structure(out_shape), outs), count[0]
+
+
+def count_relus(apply: Callable, params: Any, x: Any) -> int:
+    """How many ``jax.nn.relu`` calls the rewrite would replace (traced abstractly: nothing runs or compiles).
+
+    ``x`` may be an array or a ``jax.ShapeDtypeStruct``.
+    """
+    count = [0]
+
+    def run(p, x):
+        out, count[0] = _rewrite(apply, _guided_relu, p, x)
+        return out
+
+    jax.eval_shape(run, params, x)
     return count[0]
 
 
-@functools.cache
-def rewritten_apply(apply: Callable, rule: Rule) -> Callable:
-    """``apply`` with every ``jax.nn.relu`` given the ``rule`` backward pass (cached per ``(apply, rule)``)."""
-    relu = _REPLACEMENTS[rule]
+@dataclasses.dataclass(frozen=True)
+class ModifiedApply:
+    """``apply`` with every ``jax.nn.relu`` given the backward rule ``rule``: a pure ``(params, x) -> outputs``.
 
-    def new_apply(params, x):
-        closed, out_shape = jax.make_jaxpr(apply, return_shape=True)(params, x)
-        outs = _eval(closed.jaxpr, closed.consts, jax.tree.leaves((params, x)), relu, [0])
-        return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
+    Equal (and hashing equal) for equal ``(apply, rule)``, so ``jax.jit`` reuses its compilation
+    when a new instance wraps the same apply. Raises ``ValueError`` while tracing when ``apply``
+    calls no ``jax.nn.relu`` (the "modified" gradient would silently be the plain one).
+    """
 
-    return new_apply
+    apply: Callable
+    rule: str = "guided"  # one of RULES, checked with a ValueError naming them
 
+    def __post_init__(self):
+        check_choice("rule", self.rule, RULES)
 
-def _check_relus(r: common.Resolved) -> common.Resolved:
-    x0 = jax.ShapeDtypeStruct((1, *r.x.shape[1:]), r.x.dtype)
-    if count_relus(r.model.apply, r.model.params, x0) == 0:
-        raise ValueError(NO_RELU_MSG.format(name=r.model.name))
-    return r
-
-
-def _rewritten(r: common.Resolved, rule: Rule) -> common.Resolved:
-    model = type(r.model)(
-        apply=rewritten_apply(r.model.apply, rule),
-        params=r.model.params,
-        input_spec=r.model.input_spec,
-        output_kind=r.model.output_kind,
-        class_names=r.model.class_names,
-        tap=r.model.tap,  # kept for layer_shapes (the chunk-size estimate); never differentiated here
-        layer_names=r.model.layer_names,
-        name=r.model.name,
-    )
-    return r._replace(model=model)
+    def __call__(self, params: Any, x: jax.Array) -> jax.Array:
+        out, n = _rewrite(self.apply, _REPLACEMENTS[self.rule], params, x)
+        if n == 0:
+            raise ValueError(NO_RELU_MSG.format(what=f"function {getattr(self.apply, '__name__', self.apply)!r}"))
+        return out
 
 
-def modified_backprop_values(r: common.Resolved, rule: Rule, *, memory_budget: int | None = None) -> jax.Array:
-    """The modified-backprop map of an already resolved batch (shared with Guided Grad-CAM)."""
-    return gradient_lib.batched_gradient(_rewritten(r, rule), memory_budget=memory_budget)
+def check_relus(model: Model, apply: Callable | None = None) -> Model:
+    """The model itself, or a ``ValueError`` naming it when ``apply`` (default ``model.apply``) calls no
+    ``jax.nn.relu``; traced abstractly, nothing compiles."""
+    x0 = jax.ShapeDtypeStruct((1, *model.input_spec.shape), jnp.float32)
+    if count_relus(model.apply if apply is None else apply, model.params, x0) == 0:
+        raise ValueError(NO_RELU_MSG.format(what=f"model {model.name!r}"))
+    return model
 
 
-def modified_backprop(
+def core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Registry hook for the noise tunnel: checks the model's ReLUs before compilation; no core options."""
+    check_relus(model)
+    return dict(options)
+
+
+# ----------------------------------------------------------------------------- pure cores
+
+
+def guided_backprop_core(
+    apply: Callable, params: Any, x: Float[Array, " n *features"], target: BoundTarget
+) -> Attribution:
+    """Pure: the input "gradient" with Guided Backprop's ReLU rule, ``(N, ...)`` or ``(N, K, ...)`` for ``"all"``."""
+    _, g, _ = target_and_grad(ModifiedApply(apply, "guided"), params, x, target)
+    return Attribution(g, "guided_backprop", target.name)
+
+
+def deconvnet_core(apply: Callable, params: Any, x: Float[Array, " n *features"], target: BoundTarget) -> Attribution:
+    """Pure: the input "gradient" with Deconvnet's ReLU rule, ``(N, ...)`` or ``(N, K, ...)`` for ``"all"``."""
+    _, g, _ = target_and_grad(ModifiedApply(apply, "deconvnet"), params, x, target)
+    return Attribution(g, "deconvnet", target.name)
+
+
+_guided = jax.jit(guided_backprop_core, static_argnums=0)
+_deconvnet = jax.jit(deconvnet_core, static_argnums=0)
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def guided_backprop(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
-    rule: Rule = "guided",
     target: Any = None,
     labels: Any = None,
     memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
-    """The input "gradient" with each ReLU's backward rule replaced (module docstring has the rules).
+    """Guided Backpropagation: the input gradient with each ReLU passing only positive gradient
+    where its input was positive (module docstring has the rules).
 
     Args:
-      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) whose ReLUs are ``jax.nn.relu``.
+      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) whose ReLUs are
+        ``jax.nn.relu``, or a bundle.
       x: ``(N, *input_shape)``.
-      rule: ``"guided"`` (Guided Backprop) or ``"deconvnet"``.
-      target: see :mod:`explain.targets`, or ``"all"``.
+      target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, *input_shape)``).
+      labels: ``(N,)`` when ``target="loss"``.
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
+      show_progress: a progress bar for long calls.
 
     Returns:
-      :class:`Attribution` shaped like ``x``.
+      :class:`Attribution` with ``values`` shaped like ``x``.
 
     Raises:
-      ValueError: unknown rule, or no ``jax.nn.relu`` in the model.
+      ValueError: no ``jax.nn.relu`` in the model (before any compilation), or a bad ``x``/target.
+
+    Example:
+      >>> guided_backprop(m, x, target=3).values.shape == x.shape
+
+    References:
+      Springenberg et al. Striving for Simplicity: The All Convolutional Net. ICLR workshop 2015.
     """
-    common.check_choice("rule", rule, RULES)
-    r = common.resolve(model, x, target, labels, freeze=False)
-    r = common.freeze_pred(_check_relus(r))
-    g = modified_backprop_values(r, rule, memory_budget=memory_budget)
-    return Attribution(g, "guided_backprop" if rule == "guided" else "deconvnet", r.name)
+    check_relus(as_model(model))
+    p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+    return common.to_attribution(common.run_rows(_guided, p, memory_budget=memory_budget, show_progress=show_progress))
 
 
-def guided_backprop(model: Model | Any, x: Any, **options: Any) -> Attribution:
-    """Guided Backpropagation (Springenberg et al. 2015). Options as :func:`modified_backprop`."""
-    return modified_backprop(model, x, rule="guided", **options)
+def deconvnet(
+    model: Model | Any,
+    x: Batch,
+    *,
+    target: Any = None,
+    labels: Any = None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
+) -> Attribution:
+    """Deconvnet: the input gradient with each ReLU passing the positive part of its gradient.
 
+    Args, returns and raises as :func:`guided_backprop`.
 
-def deconvnet(model: Model | Any, x: Any, **options: Any) -> Attribution:
-    """Deconvnet (Zeiler & Fergus 2014). Options as :func:`modified_backprop`."""
-    return modified_backprop(model, x, rule="deconvnet", **options)
+    References:
+      Zeiler, Fergus. Visualizing and Understanding Convolutional Networks. ECCV 2014.
+    """
+    check_relus(as_model(model))
+    p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+    return common.to_attribution(
+        common.run_rows(_deconvnet, p, memory_budget=memory_budget, show_progress=show_progress)
+    )

@@ -9,8 +9,11 @@ The attribution accumulates ``(x_new - x_old) ⊙ ∇F(x)``, so it is a path
 integral and ``Σ GuidedIG ≈ F(x_in) - F(x')`` (``convergence_delta``).
 
 The steps are sequential (each depends on the last gradient), so they run in
-one compiled ``lax.fori_loop``; each step is one backward pass over the whole
-batch, and the per-sample feature selection is a ``vmap``-ed ``lax.while_loop``.
+one compiled ``lax.fori_loop``; each step is one backward pass over a chunk of
+rows, and the per-sample feature selection is a ``vmap``-ed ``lax.while_loop``.
+:func:`guided_integrated_gradients_core` is pure; the wrapper runs :func:`guided_path`
+over chunks of rows within the memory budget (rows are independent, so chunking
+changes nothing).
 This follows PAIR's reference ``guided_ig.py`` line by line (defaults
 ``steps=25``, ``fraction=0.25``, ``max_dist=0.02``); Captum has no Guided IG.
 
@@ -21,24 +24,28 @@ References:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
 
-from explain.model import Model
+from explain import chunking
+from explain.arrays import Batch
+from explain.checks import check_float, check_int
+from explain.gradients import prepare, target_and_grad
+from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
-from explain.saliency.integrated import BaselineKind, endpoints, make_baseline
-from explain.targets import TargetFn
+from explain.saliency.integrated import BaselineKind, check_baseline, make_baseline
+from explain.targets import BoundTarget
 
 _EPS = 1e-9  # PAIR's EPSILON for "l1 target reached"
 _MAX_INNER = 128  # feature-selection rounds per step; each moves >= `fraction` of the remaining features
 
 
-def _step_one(x, grad, x_in, x_base, l1_total, k, steps, *, fraction: float, max_dist: float):
+def _step_one(x, grad, x_in, x_base, l1_total, k, steps, fraction, max_dist):
     """One step for one sample (flattened features ``(D,)``): returns ``(x_new, Δattr)``."""
     alpha = (k + 1.0) / steps
     a_min, a_max = jnp.maximum(alpha - max_dist, 0.0), jnp.minimum(alpha + max_dist, 1.0)
@@ -73,31 +80,77 @@ def _step_one(x, grad, x_in, x_base, l1_total, k, steps, *, fraction: float, max
     return x, dattr
 
 
-@functools.cache
-def _compiled(apply: Callable, fn: TargetFn, fraction: float, max_dist: float):
-    step_one = functools.partial(_step_one, fraction=fraction, max_dist=max_dist)
+def check_options(steps: Any, fraction: Any, max_dist: Any) -> tuple[int, float, float]:
+    """Validated ``(steps >= 1, fraction in (0, 1], max_dist in [0, 1])``, before any compilation."""
+    steps = check_int("steps", steps)
+    fraction = check_float("fraction", fraction, maximum=1.0)
+    if fraction == 0:
+        raise ValueError("expected fraction in (0, 1], got 0")
+    return steps, fraction, check_float("max_dist", max_dist, maximum=1.0)
 
-    def run(params, x_in, x_base, aux, steps):  # steps is traced: changing it does not recompile
-        n, shape = x_in.shape[0], x_in.shape[1:]
-        flat = lambda a: a.reshape(n, -1)  # noqa: E731  (N, D)
-        xi, xb = flat(x_in), flat(x_base)
-        l1_total = jnp.abs(xi - xb).sum(axis=1)
 
-        def step(k, state):
-            x, attr = state
-            g, _ = common.grad_rows(apply, fn, params, x.reshape((n, *shape)), aux)
-            x, dattr = jax.vmap(step_one, in_axes=(0, 0, 0, 0, 0, None, None))(x, flat(g), xi, xb, l1_total, k, steps)
-            return x, attr + dattr
+def guided_path(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    baseline: Float[Array, " n *features"],
+    *,
+    steps: Any = 25,
+    fraction: Any = 0.25,
+    max_dist: Any = 0.02,
+) -> Float[Array, " n *features"]:
+    """Pure: the Guided IG values ``Σ_k (x_{k+1} - x_k) ⊙ ∇F(x_k)`` along the guided path from ``baseline`` to ``x``.
 
-        _, attr = jax.lax.fori_loop(0, steps, step, (xb, jnp.zeros_like(xb)))
-        return attr.reshape(x_in.shape)
+    ``steps``, ``fraction`` and ``max_dist`` may be traced: a new value compiles nothing new.
+    """
+    n, shape = x.shape[0], x.shape[1:]
+    xi, xb = x.reshape(n, -1), baseline.astype(x.dtype).reshape(n, -1)  # (N, D)
+    l1_total = jnp.abs(xi - xb).sum(axis=1)
+    fraction, max_dist = jnp.asarray(fraction, x.dtype), jnp.asarray(max_dist, x.dtype)
+    step_one = jax.vmap(_step_one, in_axes=(0, 0, 0, 0, 0, None, None, None, None))
 
-    return jax.jit(run)
+    def step(k, state):
+        cur, attr = state
+        _, g, _ = target_and_grad(apply, params, cur.reshape((n, *shape)), target)
+        cur, dattr = step_one(cur, g.reshape(n, -1), xi, xb, l1_total, k, steps, fraction, max_dist)
+        return cur, attr + dattr
+
+    _, attr = jax.lax.fori_loop(0, steps, step, (xb, jnp.zeros_like(xb)))
+    return attr.reshape(x.shape)
+
+
+def guided_integrated_gradients_core(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    *,
+    baseline: Float[Array, " n *features"] | None = None,
+    steps: int | Int[Array, " "] = 25,
+    fraction: float | Float[Array, " "] = 0.25,
+    max_dist: float | Float[Array, " "] = 0.02,
+) -> Attribution:
+    """Pure Guided IG: values, ``convergence_delta`` and ``steps``; ``baseline`` defaults to zeros.
+
+    The target must be one value per sample (not ``"all"``): the path follows its gradient.
+    """
+    baseline = jnp.zeros_like(x) if baseline is None else baseline.astype(x.dtype)
+    values = guided_path(apply, params, x, target, baseline, steps=steps, fraction=fraction, max_dist=max_dist)
+    diff = common.endpoints(apply, params, x, target, baseline)
+    delta = values.reshape(x.shape[0], -1).sum(-1) - diff
+    n_steps = jnp.full((x.shape[0],), steps, jnp.int32)
+    return Attribution(values, "guided_integrated_gradients", target.name, delta, n_steps)
+
+
+# Every option is traced: another steps / fraction / max_dist reuses the compiled loop.
+_guided_path = jax.jit(guided_path, static_argnums=0)
+_guided_integrated_gradients = jax.jit(guided_integrated_gradients_core, static_argnums=0)
 
 
 def guided_integrated_gradients(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
     target: Any = None,
     labels: Any = None,
@@ -106,8 +159,8 @@ def guided_integrated_gradients(
     fraction: float = 0.25,
     max_dist: float = 0.02,
     key: jax.Array | None = None,
-    internal_batch_size: int | None = None,
     memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
     """Guided IG (module docstring has the algorithm); defaults as PAIR.
 
@@ -115,31 +168,42 @@ def guided_integrated_gradients(
       model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
       x: ``(N, *input_shape)``.
       target: see :mod:`explain.targets` (not ``"all"``: the path depends on the target's gradient).
+      labels: ``(N,)`` when ``target="loss"``.
       baseline: as :func:`explain.saliency.integrated.make_baseline` (default zeros, as PAIR).
       steps: ``>= 1`` path steps.
       fraction: in (0, 1], share of features moved per selection round.
       max_dist: in [0, 1], how far (in α) a feature may deviate from the straight path.
       key: only for ``baseline="uniform"``.
-      internal_batch_size: samples per compiled call (each step is one backward pass over them);
-        default from ``memory_budget`` (bytes, default 256 MiB). Samples are independent, so
-        chunking does not change the result.
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
+        each step is one backward pass over a chunk of rows, so memory does not grow with ``N``
+        or ``steps``. Samples are independent, so chunking does not change the result.
+      show_progress: a progress bar for long calls.
 
     Returns:
-      :class:`Attribution` shaped like ``x`` with ``convergence_delta`` and ``steps``.
+      :class:`Attribution` shaped like ``x`` with ``convergence_delta``
+      ``Σ values - (F(x) - F(x'))`` and ``steps`` per sample.
+
+    Raises:
+      ValueError / TypeError: before compilation, for bad options, baseline or target (``"all"``).
+
+    Example:
+      >>> a = guided_integrated_gradients(m, x, target=y, steps=32)
     """
-    steps = common.check_int("steps", steps)
-    fraction = common.check_float("fraction", fraction, maximum=1.0)
-    if fraction == 0:
-        raise ValueError("expected fraction in (0, 1], got 0")
-    max_dist = common.check_float("max_dist", max_dist, maximum=1.0)
-    common.check_chunking(internal_batch_size, memory_budget)
-    r = common.resolve(model, x, target, labels, allow_all=False, freeze=False)
-    base = make_baseline(r.model, r.x, baseline, key=key)
-    r = common.freeze_pred(r)
-    rows = common.chunk_rows(r, memory_budget, internal_batch_size)
-    run = functools.partial(_compiled(r.model.apply, r.fn, fraction, max_dist), r.model.params)
-    n_steps = jnp.asarray(steps, jnp.int32)
-    values = common.map_rows(lambda xc, aux, bc: run(xc, bc, aux, n_steps), r.x, r.aux, base, batch=rows)
-    delta = values.reshape(r.x.shape[0], -1).sum(-1) - endpoints(r.model.apply, r.fn)(r.model.params, r.x, base, r.aux)
-    n_steps = jnp.full((r.x.shape[0],), steps, jnp.int32)
-    return Attribution(values, "guided_ig", r.name, convergence_delta=delta, steps=n_steps)
+    steps, fraction, max_dist = check_options(steps, fraction, max_dist)
+    chunking.check_budget(memory_budget)
+    check_baseline(as_model(model), x, baseline, key=key)
+    p = prepare(model, x, target=target, labels=labels, allow_all=False, memory_budget=memory_budget)
+    base = make_baseline(p.model, p.x, baseline, key=key)
+    values = common.run_rows(
+        _guided_path,
+        p,
+        base,
+        memory_budget=memory_budget,
+        show_progress=show_progress,
+        steps=steps,
+        fraction=fraction,
+        max_dist=max_dist,
+    )
+    delta = common.delta(p, values, base, memory_budget)
+    n_steps = jnp.full((p.n,), steps, jnp.int32)
+    return Attribution(jax.device_put(values), "guided_integrated_gradients", p.target.name, delta, n_steps)

@@ -8,9 +8,11 @@ along the straight path from a baseline ``x'`` to ``x``:
 Completeness (``Σ_i IG_i = F(x) - F(x')``) holds for the exact integral; the
 quadrature error is reported per sample as ``convergence_delta``, as Captum does.
 
-All steps run as rows of a few compiled calls: the ``(step, sample)`` rows of one
-chunk go through one backward pass, and a Python loop runs over chunks of steps
-(:func:`explain.chunking.accumulate`, last chunk padded with zero weight).
+:func:`integrated_gradients_core` is the pure function (all steps in one call,
+usable inside ``jax.jit``/``jax.vmap``); the public wrapper runs the same
+:func:`path_chunk` over chunks of samples × steps within the memory budget
+(:func:`explain.chunking.map_rows`, last chunk padded with zero weight), so
+memory does not grow with ``N`` or ``steps``.
 
 References:
   Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017.
@@ -25,28 +27,40 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from explain import chunking
-from explain.model import Model
+from explain.arrays import Batch
+from explain.checks import check_choice, check_float, check_int, check_key
+from explain.gradients import Prepared, prepare
+from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
-from explain.targets import TargetFn
+from explain.targets import BoundTarget
 
 Rule = Literal["gauss_legendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
 RULES: tuple[str, ...] = ("gauss_legendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 _RULE_ALIASES = {"gausslegendre": "gauss_legendre"}  # Captum's spelling
 BaselineKind = Literal["zero", "constant", "blur", "uniform"]
 BASELINES: tuple[str, ...] = ("zero", "constant", "blur", "uniform")
+# Gauss–Legendre nodes come from a dense eigenproblem (O(steps²) memory); beyond this many steps the
+# quadrature error is far below float32 resolution anyway.
+MAX_STEPS = 10_000
 
 
 # ----------------------------------------------------------------------------- quadrature
 
 
-def check_rule(rule: str, steps: Any) -> tuple[str, int]:
-    """Validates ``(rule, steps)`` before any compilation; returns the canonical rule name."""
+def check_rule(rule: str, steps: Any, *, name: str = "steps") -> tuple[str, int]:
+    """Validates ``(rule, steps)`` before any compilation; returns the canonical rule name.
+
+    ``name`` is the argument named in errors (``start_steps``, ``max_steps`` for the adaptive variant).
+    """
     rule = _RULE_ALIASES.get(rule, rule)
-    common.check_choice("rule", rule, RULES)
-    steps = common.check_int("steps", steps, minimum=2 if rule == "riemann_trapezoid" else 1)
+    check_choice("rule", rule, RULES)
+    steps = check_int(name, steps, minimum=2 if rule == "riemann_trapezoid" else 1)
+    if steps > MAX_STEPS:
+        raise ValueError(f"expected {name} <= {MAX_STEPS}, got {steps}")
     return rule, steps
 
 
@@ -92,16 +106,63 @@ def gaussian_blur(x: jax.Array, sigma: jax.Array | float) -> jax.Array:
     return jnp.einsum("jw,niwc->nijc", kernel(x.shape[2]), y)
 
 
-def make_baseline(
+_blur = jax.jit(gaussian_blur)
+
+
+def check_baseline(
     model: Model,
-    x: jax.Array,
+    x: Any,
     baseline: BaselineKind | Any = "zero",
     *,
     key: jax.Array | None = None,
     value: float | None = None,
     blur_sigma: float | None = None,
-) -> jax.Array:
-    """A baseline ``x'`` shaped like ``x (N, ...)``.
+) -> None:
+    """The checks of :func:`make_baseline`, on the host and before anything is compiled.
+
+    Wrappers call it before :func:`explain.gradients.prepare` (whose predicted-class
+    forward pass compiles), so a bad baseline fails first. ``x`` is the user's batch;
+    an array baseline is compared with ``(N, *input_spec.shape)`` (a malformed ``x``
+    is left to :func:`~explain.gradients.prepare`).
+
+    Raises:
+      ValueError: unknown kind, wrong shape, NaN/inf, missing key, blur on non-images.
+    """
+    if isinstance(baseline, str):
+        check_choice("baseline", baseline, BASELINES)
+        if baseline == "constant" and value is not None:
+            check_float("baseline_value", value, minimum=-np.inf)
+        elif baseline == "blur":
+            common.check_image(model, what="baseline='blur'")
+            if blur_sigma is not None:
+                check_float("blur_sigma", blur_sigma)
+        elif baseline == "uniform":
+            check_key(key, what="baseline='uniform'")
+        return
+    spec = tuple(model.input_spec.shape)
+    shape = tuple(np.shape(x))
+    n = shape[0] if len(shape) == len(spec) + 1 else "N"
+    arr = np.asarray(baseline) if not isinstance(baseline, jax.Array) else baseline
+    if tuple(arr.shape) not in ((n, *spec), spec):
+        expect = f"({n}, {', '.join(map(str, spec))})"
+        raise ValueError(
+            f"expected baseline of shape {expect} (like x) or {spec} (one sample, broadcast), "
+            f"got {tuple(arr.shape)}; or pass one of {list(BASELINES)}"
+        )
+    if not np.isfinite(np.asarray(arr)).all():
+        raise ValueError("expected a finite baseline, got NaN or inf")
+
+
+def make_baseline(
+    model: Model,
+    x: Float[Array, " n *features"] | np.ndarray,
+    baseline: BaselineKind | Any = "zero",
+    *,
+    key: jax.Array | None = None,
+    value: float | None = None,
+    blur_sigma: float | None = None,
+) -> np.ndarray:
+    """A baseline ``x'`` shaped like ``x (N, ...)``, as a host array (``zero``/``constant``/one sample: a broadcast view).
 
     Args:
       baseline: ``"zero"``; ``"constant"`` (``value``, default the middle of the
@@ -111,80 +172,90 @@ def make_baseline(
         ``key``); or an array shaped like ``x`` or like one sample (broadcast).
 
     Raises:
-      ValueError: unknown kind, wrong shape, missing key, blur on non-images.
+      ValueError: as :func:`check_baseline`.
     """
+    check_baseline(model, x, baseline, key=key, value=value, blur_sigma=blur_sigma)
     if isinstance(baseline, str):
-        common.check_choice("baseline", baseline, BASELINES)
         if baseline == "zero":
-            return jnp.zeros_like(x)
+            return np.broadcast_to(np.zeros((), x.dtype), x.shape)
         if baseline == "constant":
             lo, hi = model.input_spec.value_range or (0.0, 0.0)
-            v = (lo + hi) / 2.0 if value is None else common.check_float("baseline_value", value, minimum=-np.inf)
-            return jnp.full_like(x, v)
+            v = (lo + hi) / 2.0 if value is None else float(value)
+            return np.broadcast_to(np.asarray(v, x.dtype), x.shape)
         if baseline == "blur":
-            h, w, _ = common.check_image(model, what="baseline='blur'")
-            sigma = max(h, w) / 8.0 if blur_sigma is None else common.check_float("blur_sigma", blur_sigma)
-            return gaussian_blur(x, sigma)
-        key = common.check_key(key, what="baseline='uniform'")
+            h, w, _ = model.input_spec.shape
+            sigma = max(h, w) / 8.0 if blur_sigma is None else float(blur_sigma)
+            return np.asarray(_blur(jnp.asarray(x), sigma))
         lo, hi = common.value_range(model)
-        return jax.random.uniform(key, x.shape, x.dtype, lo, hi)
-    arr = np.asarray(baseline) if not isinstance(baseline, jax.Array) else baseline
-    if tuple(arr.shape) not in (tuple(x.shape), tuple(x.shape[1:])):
-        raise ValueError(
-            f"expected baseline of shape {tuple(x.shape)} (like x) or {tuple(x.shape[1:])} (one sample, broadcast), "
-            f"got {tuple(arr.shape)}; or pass one of {list(BASELINES)}"
-        )
-    if not np.isfinite(np.asarray(arr)).all():
-        raise ValueError("expected a finite baseline, got NaN or inf")
-    return jnp.broadcast_to(jnp.asarray(arr, x.dtype), x.shape)
+        return np.asarray(jax.random.uniform(key, x.shape, x.dtype, lo, hi))
+    return np.broadcast_to(np.asarray(baseline, x.dtype), x.shape)
 
 
-# ----------------------------------------------------------------------------- compiled pieces
+# ----------------------------------------------------------------------------- pure pieces
 
 
-@functools.cache
-def _path_chunk(apply: Callable, fn: TargetFn | None):
-    """Jitted ``Σ_k w_k ∇F(x' + α_k(x - x'))`` over one chunk of ``c`` nodes: ``(N, ...)`` or ``(N, K, ...)``."""
+def path_chunk(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    baseline: Float[Array, " n *features"],
+    nodes: Float[Array, " c 2"],
+    mask: Float[Array, " c"],
+) -> jax.Array:
+    """Pure: ``(x - x') ⊙ Σ_k m_k w_k ∇F(x' + α_k (x - x'))`` over ``c`` nodes ``(α_k, w_k)``: additive over node chunks.
 
-    def chunk(params, x, baseline, aux, nodes, mask):
-        alphas, w = nodes[:, 0], nodes[:, 1] * mask  # (c,), (c,)
-        a = alphas.reshape((alphas.shape[0],) + (1,) * x.ndim).astype(x.dtype)
-        g, _ = common.grad_stack(apply, fn, params, baseline[None] + a * (x - baseline)[None], aux)  # (c, N, [K,] ...)
-        return common.weighted_sum(w, g)
+    Returns ``(N, ...)`` or ``(N, K, ...)`` for ``target="all"``.
+    """
+    baseline = baseline.astype(x.dtype)
+    alphas, w = nodes[:, 0], nodes[:, 1] * mask  # (c,), (c,)
+    a = alphas.reshape((alphas.shape[0],) + (1,) * x.ndim).astype(x.dtype)
+    g, _ = common.grad_stack(apply, params, baseline[None] + a * (x - baseline)[None], target)  # (c, N, [K,] ...)
+    s = common.weighted_sum(w, g)
+    return common.expand_like(x - baseline, s) * s
 
-    return jax.jit(chunk)
+
+def integrated_gradients_core(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    *,
+    baseline: Float[Array, " n *features"] | None = None,
+    steps: int = 50,
+    rule: Rule = "gauss_legendre",
+) -> Attribution:
+    """Pure IG with every step in one call: values, ``convergence_delta`` and ``steps``.
+
+    ``baseline`` defaults to zeros; the wrapper builds the other kinds with :func:`make_baseline`.
+    """
+    baseline = jnp.zeros_like(x) if baseline is None else baseline
+    alphas, weights = quadrature(rule, steps)
+    nodes = jnp.asarray(np.stack([alphas, weights], axis=1), x.dtype)
+    values = path_chunk(apply, params, x, target, baseline, nodes, jnp.ones((steps,), x.dtype))
+    diff = common.endpoints(apply, params, x, target, baseline)
+    delta = values.reshape((*diff.shape, -1)).sum(-1) - diff
+    return Attribution(values, "integrated_gradients", target.name, delta, jnp.full((x.shape[0],), steps, jnp.int32))
 
 
-@functools.cache
-def endpoints(apply: Callable, fn: TargetFn | None):
-    """Jitted ``F(x) - F(x')``: ``(N,)`` or ``(N, K)``."""
-
-    def run(params, x, baseline, aux):
-        n = x.shape[0]
-        t = common.target_values(apply, fn, params, jnp.concatenate([x, baseline]), common.tile_aux(aux, 2))
-        return t[:n] - t[n:]
-
-    return jax.jit(run)
+_path_chunk = jax.jit(path_chunk, static_argnums=0)
 
 
 def path_integral(
-    r: common.Resolved, baseline: jax.Array, alphas: np.ndarray, weights: np.ndarray, per_chunk: int
-) -> tuple[jax.Array, jax.Array]:
-    """``(IG values, convergence delta)`` for nodes/weights, ``per_chunk`` steps (× N rows) per compiled call.
-
-    The chunk is clamped to the number of steps by :func:`explain.chunking.accumulate`,
-    so callers that must not recompile keep ``per_chunk <= len(alphas)``.
-    """
-    x = r.x
-    # Host array: slicing it per chunk costs no device op, so a new step count compiles nothing but
-    # (at most) the one chunk shape.
-    nodes = np.stack([alphas, weights], axis=1).astype(np.dtype(x.dtype))  # (S, 2)
-    run = functools.partial(_path_chunk(r.model.apply, r.fn), r.model.params, x, baseline, r.aux)
-    avg_grad = chunking.accumulate(run, nodes, per_chunk)
-    values = common.expand_like(x - baseline, avg_grad) * avg_grad
-    diff = endpoints(r.model.apply, r.fn)(r.model.params, x, baseline, r.aux)
-    delta = values.reshape(values.shape[: diff.ndim] + (-1,)).sum(-1) - diff
-    return values, delta
+    p: Prepared,
+    baseline: Any,
+    rule: Rule,
+    steps: int,
+    *,
+    memory_budget: int | None,
+    show_progress: bool = False,
+) -> tuple[np.ndarray, jax.Array]:
+    """``(IG values, convergence delta)`` of a prepared batch, chunked over samples × steps."""
+    alphas, weights = quadrature(rule, steps)
+    # Host array: slicing it per chunk costs no device op, so a new step count compiles nothing new.
+    nodes = np.stack([alphas, weights], axis=1).astype(p.x.dtype)  # (S, 2)
+    values = common.run_draws(_path_chunk, p, nodes, baseline, memory_budget=memory_budget, show_progress=show_progress)
+    return values, common.delta(p, values, baseline, memory_budget)
 
 
 # ----------------------------------------------------------------------------- public
@@ -192,18 +263,18 @@ def path_integral(
 
 def integrated_gradients(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
     target: Any = None,
     labels: Any = None,
     baseline: BaselineKind | Any = "zero",
     steps: int = 50,
     rule: Rule = "gauss_legendre",
-    internal_batch_size: int | None = None,
-    memory_budget: int | None = None,
     key: jax.Array | None = None,
     baseline_value: float | None = None,
     blur_sigma: float | None = None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
     """Integrated Gradients along the straight path from a baseline, batched and chunked.
 
@@ -218,13 +289,13 @@ def integrated_gradients(
       labels: ``(N,)`` when ``target="loss"``.
       baseline: ``"zero"`` (default), ``"constant"``, ``"blur"``, ``"uniform"`` or an
         array; see :func:`make_baseline`.
-      steps: quadrature points (default 50, as Captum).
+      steps: quadrature points, ``1 <= steps <= 10000`` (default 50, as Captum).
       rule: ``"gauss_legendre"`` (default, as Captum) or ``"riemann_left|right|middle|trapezoid"``.
-      internal_batch_size: model rows (steps × samples) per compiled call, as Captum;
-        default from ``memory_budget``.
-      memory_budget: bytes of working set per compiled call (default 256 MiB).
       key: PRNG key, only for ``baseline="uniform"``.
       baseline_value, blur_sigma: options of the ``"constant"`` and ``"blur"`` baselines.
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
+        samples and steps are chunked within it, so memory does not grow with ``N`` or ``steps``.
+      show_progress: a progress bar for long calls.
 
     Returns:
       :class:`Attribution` with ``values`` shaped like ``x``, ``convergence_delta``
@@ -232,7 +303,7 @@ def integrated_gradients(
 
     Raises:
       ValueError / TypeError: before compilation, for a bad ``x``, target, baseline
-      shape or kind, rule, ``steps < 1``, or a missing key.
+      shape or kind, rule, ``steps`` out of range, or a missing key.
 
     Example:
       >>> a = integrated_gradients(m, x, target=y, steps=64)
@@ -242,33 +313,30 @@ def integrated_gradients(
       Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017.
     """
     rule, steps = check_rule(rule, steps)
-    common.check_chunking(internal_batch_size, memory_budget)
-    r = common.resolve(model, x, target, labels, freeze=False)
-    base = make_baseline(r.model, r.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
-    r = common.freeze_pred(r)
-    per_chunk = common.draws_per_chunk(r, memory_budget, internal_batch_size)
-    alphas, weights = quadrature(rule, steps)
-    values, delta = path_integral(r, base, alphas, weights, per_chunk)
-    n_steps = jnp.full((r.x.shape[0],), steps, jnp.int32)
-    return Attribution(values, "integrated_gradients", r.name, convergence_delta=delta, steps=n_steps)
+    check_baseline(as_model(model), x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
+    p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+    base = make_baseline(p.model, p.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
+    values, delta = path_integral(p, base, rule, steps, memory_budget=memory_budget, show_progress=show_progress)
+    n_steps = jnp.full((p.n,), steps, jnp.int32)
+    return Attribution(jax.device_put(values), "integrated_gradients", p.target.name, delta, n_steps)
 
 
 def integrated_gradients_adaptive(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
+    target: Any = None,
+    labels: Any = None,
     tolerance: float = 1e-3,
     start_steps: int = 16,
     max_steps: int = 4096,
-    target: Any = None,
-    labels: Any = None,
     baseline: BaselineKind | Any = "zero",
     rule: Rule = "gauss_legendre",
-    internal_batch_size: int | None = None,
-    memory_budget: int | None = None,
     key: jax.Array | None = None,
     baseline_value: float | None = None,
     blur_sigma: float | None = None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
     """Integrated Gradients that doubles its steps until every sample's completeness error is small.
 
@@ -279,48 +347,58 @@ def integrated_gradients_adaptive(
 
     Args:
       tolerance: ``> 0``; see above.
-      start_steps, max_steps: ``1 <= start_steps <= max_steps``.
-      internal_batch_size: model rows per compiled call; the steps per call are fixed once
-        (:func:`adaptive_chunk`) and sub-batches padded, so doubling does not recompile.
+      start_steps, max_steps: ``1 <= start_steps <= max_steps <= 10000``.
+      memory_budget: the steps per call are fixed once from it (:func:`adaptive_chunk`) and
+        sub-batches padded to a few bucket sizes, so doubling does not recompile.
       (others as :func:`integrated_gradients`; ``target="all"`` is not supported)
 
     Returns:
       :class:`Attribution` whose ``steps (N,)`` are the steps each sample used
       and ``convergence_delta (N,)`` its final error.
     """
-    tolerance = common.check_float("tolerance", tolerance)
+    tolerance = check_float("tolerance", tolerance)
     if tolerance == 0:
         raise ValueError("expected tolerance > 0, got 0")
-    rule, start_steps = check_rule(rule, start_steps)
-    max_steps = common.check_int("max_steps", max_steps, minimum=start_steps)
-    common.check_chunking(internal_batch_size, memory_budget)
-    r = common.resolve(model, x, target, labels, allow_all=False, freeze=False)
-    base = make_baseline(r.model, r.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
-    r = common.freeze_pred(r)
-    n = r.x.shape[0]
-    per_chunk = adaptive_chunk(common.draws_per_chunk(r, memory_budget, internal_batch_size), start_steps)
-    scale = 1.0 + np.abs(np.asarray(endpoints(r.model.apply, r.fn)(r.model.params, r.x, base, r.aux)))
-    values, delta = np.zeros(r.x.shape, r.x.dtype), np.zeros((n,), r.x.dtype)
+    rule, start_steps = check_rule(rule, start_steps, name="start_steps")
+    _, max_steps = check_rule(rule, max_steps, name="max_steps")
+    if max_steps < start_steps:
+        raise ValueError(f"expected max_steps >= start_steps ({start_steps}), got {max_steps}")
+    check_baseline(as_model(model), x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
+    p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
+    base = make_baseline(p.model, p.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
+    n = p.n
+    rows = common.rows(p, memory_budget)
+    scale = 1.0 + np.abs(np.asarray(common.delta(p, np.zeros(p.x.shape, p.x.dtype), base, memory_budget)))
+    values, delta = np.zeros(p.x.shape, p.x.dtype), np.zeros((n,), p.x.dtype)
     used = np.zeros((n,), np.int32)
     todo = np.arange(n)
     steps = start_steps
     while todo.size:
         # Only unconverged samples are recomputed, padded (repeating the first) to a bucket size, and
-        # every round uses the same steps per call, so the compiled shapes are (bucket, per_chunk):
-        # at most 1 + log2(N / _MIN_BUCKET) of them however many times the steps double.
-        idx = np.concatenate([todo, np.full(_bucket(todo.size, n) - todo.size, todo[0])])
-        sub = common.Resolved(r.model, r.x[idx], r.fn, common.take_aux(r.aux, idx), r.name)
-        v, d = path_integral(sub, base[idx], *quadrature(rule, steps), per_chunk)
-        v, d = np.asarray(v)[: todo.size], np.asarray(d)[: todo.size]
+        # every round uses the same (samples, steps) per call, so the compiled shapes are few: at most
+        # 1 + log2(N / _MIN_BUCKET) buckets however many times the steps double.
+        bucket = _bucket(todo.size, n)
+        idx = np.concatenate([todo, np.full(bucket - todo.size, todo[0])])
+        sub = p.rows(idx)
+        batch = max(1, min(bucket, rows))
+        per_call = adaptive_chunk(max(1, rows // batch), start_steps)
+        alphas, weights = quadrature(rule, steps)
+        nodes = np.stack([alphas, weights], axis=1).astype(p.x.dtype)
+        fn = functools.partial(_path_chunk, p.model.apply, p.model.params)
+        v = chunking.map_rows(
+            fn, sub.x, sub.target, base[idx], batch=batch, draws=nodes, per_call=per_call, show_progress=show_progress
+        )
+        d = np.asarray(common.delta(sub, v, base[idx], memory_budget))
+        v, d = v[: todo.size], d[: todo.size]
         values[todo], delta[todo], used[todo] = v, d, steps
         todo = todo[np.abs(d) > tolerance * scale[todo]]
         if steps >= max_steps:
             break
         steps = min(2 * steps, max_steps)
     return Attribution(
-        jnp.asarray(values),
+        jax.device_put(values),
         "integrated_gradients_adaptive",
-        r.name,
+        p.target.name,
         convergence_delta=jnp.asarray(delta),
         steps=jnp.asarray(used),
     )
@@ -337,10 +415,10 @@ def _bucket(todo: int, n: int) -> int:
 def adaptive_chunk(cap: int, start_steps: int) -> int:
     """Steps per compiled call for every round of the adaptive loop, fixed once.
 
-    At most ``start_steps`` (so :func:`explain.chunking.accumulate` never clamps it
-    and the chunk shape never changes) and at most ``cap`` (the memory bound). The
-    largest divisor of ``start_steps`` within that is preferred, since it divides
-    every doubled step count and no chunk is padded, unless it is under half the cap.
+    At most ``start_steps`` (so the chunk is never clamped and its shape never
+    changes) and at most ``cap`` (the memory bound). The largest divisor of
+    ``start_steps`` within that is preferred, since it divides every doubled
+    step count and no chunk is padded, unless it is under half the cap.
     """
     cap = max(1, min(cap, start_steps))
     divisor = max(d for d in range(1, cap + 1) if start_steps % d == 0)

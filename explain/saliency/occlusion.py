@@ -6,8 +6,12 @@ For windows ``W_k`` (a box of ``window`` over the per-sample shape, moved by
     A_i = Σ_{k: i ∈ W_k} (F(x) - F(x with W_k := b)) / |{k: i ∈ W_k}|
 
 No gradients: the non-gradient reference the gradient maps are compared with.
-All windows are batched: a chunk of ``c`` windows is ``c · N`` rows through one
-forward pass, with a Python loop over equal chunks.
+The windows are the draws: a chunk of ``c`` windows of ``N`` samples is ``c · N``
+rows through one forward pass, chunked over samples × windows within the memory
+budget (:func:`explain.chunking.map_rows`). A window travels as its corner (one
+int per axis) and its mask is built inside the compiled call, so nothing of size
+``windows × features`` is ever materialised; the per-feature window counts are
+an outer product of per-axis counts.
 
 References:
   Zeiler, Fergus. Visualizing and Understanding Convolutional Networks. ECCV 2014.
@@ -18,18 +22,23 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int
 
 from explain import chunking
+from explain.arrays import Batch
+from explain.checks import check_float, check_int
+from explain.gradients import prepare
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
-from explain.targets import TargetFn
+from explain.targets import BoundTarget
 
 
 def _box(
@@ -50,92 +59,191 @@ def _box(
             f"expected {name} with {len(shape)} entries (or 2 for (h, w) on images), got {value!r} for input {shape}"
         )
     for b, s in zip(box, shape):
-        common.check_int(name, b)
+        check_int(name, b)
         if b > s:
             raise ValueError(f"expected {name} {box} to fit the input {shape}")
     return tuple(int(b) for b in box)
 
 
-def window_masks(shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
-    """``(n_windows, *shape)`` boolean masks; the last position on each axis is clamped so edges are covered."""
+def resolve_window(
+    shape: tuple[int, ...], window: int | Sequence[int] | None = None, strides: int | Sequence[int] | None = None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Full per-axis ``(window, strides)`` over the per-sample ``shape``, with the defaults of :func:`occlusion`."""
+    shape = tuple(int(s) for s in shape)
+    default = (max(1, shape[0] // 8), max(1, shape[1] // 8), shape[2]) if len(shape) == 3 else (1,) * len(shape)
+    window = _box("window", window, shape, default)
+    half = tuple(max(1, w // 2) for w in window)
+    if len(shape) == 3 and strides is None:
+        half = (*half[:2], shape[2])
+    return window, _box("strides", strides, shape, half)
+
+
+def window_starts(shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]) -> list[list[int]]:
+    """Window starts per axis; the last position on each axis is clamped so edges are covered."""
     starts = []
     for s, w, st in zip(shape, window, strides):
         pos = list(range(0, s - w + 1, st))
         if pos[-1] != s - w:
             pos.append(s - w)
         starts.append(pos)
-    masks = np.zeros((int(np.prod([len(p) for p in starts])), *shape), bool)
-    for k, corner in enumerate(itertools.product(*starts)):
-        masks[(k, *(slice(c, c + w) for c, w in zip(corner, window)))] = True
-    return masks
+    return starts
 
 
-@functools.cache
-def _occlusion_chunk(apply: Callable, fn: TargetFn | None):
-    """Jitted ``Σ_k m_k (F(x) - F(x_k)) ⊗ mask_k`` over one chunk of windows."""
+def window_corners(shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """``(n_windows, ndim)`` int32 corners of every window (row-major over the axes)."""
+    starts = window_starts(shape, window, strides)
+    return np.asarray(list(itertools.product(*starts)), np.int32).reshape(-1, len(shape))
 
-    def chunk(params, x, fx, value, aux, masks, weights):
-        c = masks.shape[0]
-        mk = masks[:, None].astype(x.dtype)  # (c, 1, ...)
-        t = common.values_stack(apply, fn, params, x[None] * (1 - mk) + value * mk, aux)  # (c, N, [K])
-        drop = (fx[None] - t) * weights.reshape((c,) + (1,) * (t.ndim - 1))
-        mflat = mk[:, 0].reshape(c, -1)  # (c, D)
-        out = jnp.einsum("cn...,cd->n...d", drop, mflat)  # (N, [K,] D)
-        return out.reshape((*out.shape[:-1], *x.shape[1:]))
 
-    return jax.jit(chunk)
+def n_windows(shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]) -> int:
+    """How many windows (model rows per sample) an occlusion of ``shape`` costs."""
+    return math.prod(len(p) for p in window_starts(shape, window, strides))
+
+
+def window_counts(shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """Windows covering each feature, ``shape``: the outer product of per-axis counts (``>= 1``)."""
+    count = np.ones((), np.int64)
+    for s, w, pos in zip(shape, window, window_starts(shape, window, strides)):
+        axis = np.zeros((s,), np.int64)
+        for p in pos:
+            axis[p : p + w] += 1
+        count = np.multiply.outer(count, axis)
+    return count
+
+
+def window_masks(shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """``(n_windows, *shape)`` boolean masks (for inspection; the method builds them per chunk on the device)."""
+    return np.asarray(_masks(jnp.asarray(window_corners(shape, window, strides)), window, tuple(shape)))
+
+
+def _masks(corners: jax.Array, window: tuple[int, ...], shape: tuple[int, ...]) -> jax.Array:
+    """``(c, *shape)`` boolean masks of the windows with ``corners (c, ndim)``."""
+    mask = jnp.ones((corners.shape[0],) + (1,) * len(shape), bool)
+    for a, (s, w) in enumerate(zip(shape, window)):
+        i = jnp.arange(s)
+        inside = (i[None] >= corners[:, a : a + 1]) & (i[None] < corners[:, a : a + 1] + w)  # (c, s)
+        mask = mask & inside.reshape((corners.shape[0],) + (1,) * a + (s,) + (1,) * (len(shape) - a - 1))
+    return mask
+
+
+def occlusion_chunk(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    fx: Float[Array, " n *k"],
+    corners: Int[Array, " c d"],
+    weights: Float[Array, " c"],
+    *,
+    window: tuple[int, ...],
+    baseline_value: Any = 0.0,
+) -> jax.Array:
+    """Pure: ``Σ_k m_k (F(x) - F(x with W_k := b)) ⊗ mask_k`` over ``c`` windows; additive over chunks.
+
+    ``fx`` is ``F(x)`` (``(N,)``, or ``(N, K)`` for ``target="all"``). Returns ``(N, [K,] ...)``.
+    """
+    c, shape = corners.shape[0], x.shape[1:]
+    mk = _masks(corners, window, shape)  # (c, ...)
+    pts = jnp.where(mk[:, None], jnp.asarray(baseline_value, x.dtype), x[None])  # (c, N, ...)
+    t = common.values_stack(apply, params, pts, target)  # (c, N[, K])
+    drop = (fx[None] - t) * weights.astype(t.dtype).reshape((c,) + (1,) * (t.ndim - 1))
+    out = jnp.einsum("cn...,cd->n...d", drop, mk.reshape(c, -1).astype(x.dtype))  # (N, [K,] D)
+    return out.reshape((*out.shape[:-1], *shape))
+
+
+def _target_values(apply: Callable, params: Any, x: jax.Array, target: BoundTarget) -> jax.Array:
+    return target(apply(params, x))
+
+
+def occlusion_core(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    *,
+    window: int | tuple[int, ...] | None = None,
+    strides: int | tuple[int, ...] | None = None,
+    baseline_value: float | Float[Array, " "] = 0.0,
+) -> Attribution:
+    """Pure occlusion with every window in one call; ``window``/``strides`` as :func:`occlusion` (static)."""
+    shape = tuple(x.shape[1:])
+    window, strides = resolve_window(shape, window, strides)
+    corners = jnp.asarray(window_corners(shape, window, strides))
+    fx = _target_values(apply, params, x, target)
+    total = occlusion_chunk(
+        apply,
+        params,
+        x,
+        target,
+        fx,
+        corners,
+        jnp.ones((corners.shape[0],), x.dtype),
+        window=window,
+        baseline_value=baseline_value,
+    )
+    return Attribution(total / jnp.asarray(window_counts(shape, window, strides), x.dtype), "occlusion", target.name)
+
+
+_occlusion_chunk = jax.jit(occlusion_chunk, static_argnums=0, static_argnames="window")
+_occlusion = jax.jit(occlusion_core, static_argnums=0, static_argnames=("window", "strides"))
+_values = jax.jit(_target_values, static_argnums=0)
 
 
 def occlusion(
     model: Model | Any,
-    x: Any,
+    x: Batch,
     *,
     target: Any = None,
     labels: Any = None,
     window: int | Sequence[int] | None = None,
     strides: int | Sequence[int] | None = None,
     baseline_value: float = 0.0,
-    internal_batch_size: int | None = None,
     memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Attribution:
     """Mean target drop per feature under sliding-window occlusion (module docstring has the math).
 
     Args:
       model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
       x: ``(N, *input_shape)``.
-      target: see :mod:`explain.targets`, or ``"all"``.
+      target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, *input_shape)``).
+      labels: ``(N,)`` when ``target="loss"``.
       window: box size per axis; for images ``(h, w)`` covers all channels; an int is square.
         Default ``max(1, H // 8)`` for images, 1 feature for tabular inputs.
       strides: step per axis (default half the window, at least 1).
       baseline_value: the value occluded features take (default 0, as Captum).
-      internal_batch_size: model rows (windows × samples) per compiled call.
-      memory_budget: bytes of working set per compiled call (default 256 MiB).
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
+        samples and windows are chunked within it, so memory does not grow with ``N`` or the windows.
+      show_progress: a progress bar for long calls.
 
     Returns:
       :class:`Attribution` shaped like ``x``.
 
     Raises:
-      ValueError / TypeError: a window or stride that is not a positive int per axis or does not fit the
-      input, a non-finite ``baseline_value``, a bad ``internal_batch_size`` or ``memory_budget``.
+      ValueError / TypeError: before compilation, for a window or stride that is not a positive int
+      per axis or does not fit the input, a non-finite ``baseline_value``, a bad ``memory_budget``.
+
+    Example:
+      >>> a = occlusion(m, x, target=y, window=(8, 8), strides=(4, 4))
     """
     m = as_model(model)
-    shape = m.input_spec.shape
-    default = (max(1, shape[0] // 8), max(1, shape[1] // 8), shape[2]) if len(shape) == 3 else (1,) * len(shape)
-    window = _box("window", window, shape, default)
-    half = tuple(max(1, w // 2) for w in window)
-    if len(shape) == 3 and strides is None:
-        half = (*half[:2], shape[2])
-    strides = _box("strides", strides, shape, half)
-    value = common.check_float("baseline_value", baseline_value, minimum=-np.inf)
-    common.check_chunking(internal_batch_size, memory_budget)
-    r = common.resolve(m, x, target, labels)
-    masks = window_masks(shape, window, strides)
-    per_chunk = common.draws_per_chunk(r, memory_budget, internal_batch_size, all_classes=False)  # forward only
-    fx = common.compiled_forward(r.model.apply)(r.model.params, r.x)
-    fx = fx if r.fn is None else r.fn(fx, r.aux)
-    run = functools.partial(
-        _occlusion_chunk(r.model.apply, r.fn), r.model.params, r.x, fx, jnp.asarray(value, r.x.dtype), r.aux
+    shape = tuple(m.input_spec.shape)
+    window, strides = resolve_window(shape, window, strides)
+    value = check_float("baseline_value", baseline_value, minimum=-np.inf)
+    chunking.check_budget(memory_budget)
+    p = prepare(m, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+    fn = functools.partial(_values, p.model.apply, p.model.params)
+    fx = chunking.map_rows(fn, p.x, p.target, batch=common.rows(p, memory_budget, forward_only=True))
+    corners = window_corners(shape, window, strides)  # host: sliced per chunk, compiles nothing new
+    total = common.run_draws(
+        _occlusion_chunk,
+        p,
+        corners,
+        fx,
+        memory_budget=memory_budget,
+        show_progress=show_progress,
+        window=window,
+        baseline_value=value,
     )
-    total = chunking.accumulate(run, jnp.asarray(masks), per_chunk)
-    count = jnp.asarray(masks.sum(0), r.x.dtype)  # (...) windows per feature, >= 1 by construction
-    return Attribution(total / count, "occlusion", r.name)
+    count = window_counts(shape, window, strides).astype(total.dtype)
+    return Attribution(jnp.asarray(total / count), "occlusion", p.target.name)

@@ -1,88 +1,260 @@
-"""The name -> method table used at the edges (command line, dashboard, batch API).
+"""The name -> method table used at the edges (command line, dashboard, batch API, noise tunnels).
 
 Inside the library methods are passed as functions; only the edges turn names
-into them. Each entry records the method's option defaults (those the user
-may change from the edge), whether its map is signed (diverging colormap),
-and whether it needs a PRNG key or a reference set.
+into them, through :func:`call`. Each name is the method's function name, and
+its option defaults are read from that function's signature (no second copy).
+Each entry adds what the signature cannot say: whether its map is signed
+(diverging colormap), its pure core (for ``jax.jit``/``jax.vmap`` and the noise
+tunnels), and whether that core differentiates through the model's layer tap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 
+from explain.model import Model
+from explain.saliency import _common as common
 from explain.saliency import blur_ig, cam, expected, gradient, guided, guided_ig, integrated, smooth
 from explain.saliency.attribution import Attribution
 
-# the package re-exports the function under the module's own name, so import it directly
-from explain.saliency.occlusion import occlusion as _occlusion
+# The package re-exports the function `occlusion`, which shadows the module of the same name.
+occlusion_module = importlib.import_module("explain.saliency.occlusion")
+
+# Arguments every edge passes itself; never options.
+RESERVED = frozenset({"model", "x", "target", "labels", "key", "references", "memory_budget", "show_progress"})
+
+
+def _no_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(options)
+
+
+def _one_row(model: Model, options: Mapping[str, Any]) -> int:
+    return 1
 
 
 @dataclasses.dataclass(frozen=True)
 class MethodInfo:
-    """``fn(model, x, *, target, labels, **options) -> Attribution`` and how to call and draw it."""
+    """``fn(model, x, *, target, labels, ...) -> Attribution`` and what the edges need to call and draw it.
+
+    Attributes:
+      fn: the public wrapper; its keyword-only parameters (less :data:`RESERVED`) are the options.
+      signed: whether maps are signed (diverging colormap) or magnitudes.
+      core: the pure ``core(apply_or_tap, params, x, target, **core_options) -> Attribution``, or ``None``.
+      uses_tap: the core takes ``model.tap`` instead of ``model.apply``.
+      images_only: the method needs ``(N, H, W, C)`` inputs.
+      supports_all: ``target="all"`` is supported.
+      core_options: turns validated options into the core's keyword arguments (e.g. a default layer).
+      cost: model rows one sample costs in one core call (e.g. IG's ``steps``), for chunking.
+      description: one line for the dashboard.
+    """
 
     fn: Callable[..., Attribution]
-    defaults: Mapping[str, Any]
     signed: bool
-    needs_key: bool = False
-    needs_references: bool = False
+    core: Callable[..., Attribution] | None = None
+    uses_tap: bool = False
     images_only: bool = False
     supports_all: bool = True
+    core_options: Callable[[Model, Mapping[str, Any]], dict[str, Any]] = _no_core_options
+    cost: Callable[[Model, Mapping[str, Any]], int] = _one_row
     description: str = ""
+
+    @functools.cached_property
+    def parameters(self) -> Mapping[str, inspect.Parameter]:
+        return inspect.signature(self.fn).parameters
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every option and its default, read from :attr:`fn`'s signature."""
+        return {k: p.default for k, p in self.parameters.items() if k not in RESERVED}
+
+    @property
+    def needs_key(self) -> bool:
+        """The method is random and requires ``key`` (IG takes an optional key for ``baseline="uniform"``)."""
+        p = self.parameters.get("key")
+        return p is not None and p.default is inspect.Parameter.empty
+
+    @property
+    def accepts_key(self) -> bool:
+        return "key" in self.parameters
+
+    @property
+    def needs_references(self) -> bool:
+        return "references" in self.parameters
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``options`` merged over the defaults; unknown names raise ``ValueError`` listing the valid ones."""
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            raise ValueError(
+                f"unknown option(s) {unknown} for {self.fn.__name__!r}; expected some of {sorted(self.defaults)}"
+            )
+        return {**self.defaults, **options}
+
+    def check_model(self, model: Model) -> None:
+        if self.images_only:
+            common.check_image(model, what=self.fn.__name__)
+        if self.uses_tap and model.tap is None:
+            raise ValueError(f"{self.fn.__name__} needs the model's layers; model {model.name!r} exposes none")
+
+    def rows_per_sample(self, model: Model, options: Mapping[str, Any]) -> int:
+        return max(1, int(self.cost(model, options)))
+
+
+def _zero_baseline(options: Mapping[str, Any]) -> bool:
+    b = options.get("baseline", "zero")
+    return isinstance(b, str) and b == "zero"
+
+
+def _ig_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    if not _zero_baseline(options):
+        raise ValueError("inside a noise tunnel, integrated_gradients uses the zero baseline")
+    return {"steps": options["steps"], "rule": integrated.check_rule(options["rule"], options["steps"])[0]}
+
+
+def _steps(model: Model, options: Mapping[str, Any]) -> int:
+    return int(options.get("steps", 1))
+
+
+def _draws(model: Model, options: Mapping[str, Any]) -> int:
+    return int(options["n_samples"])
+
+
+def _expected_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "n_samples": options["n_samples"],
+        "noise_level": options["noise_level"],
+        "value_range": model.input_spec.value_range,
+    }
+
+
+def _guided_ig_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    if not _zero_baseline(options):
+        raise ValueError("inside a noise tunnel, guided_integrated_gradients uses the zero baseline")
+    return {k: options[k] for k in ("steps", "fraction", "max_dist")}
+
+
+def _occlusion_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    window, strides = occlusion_module.resolve_window(model.input_spec.shape, options["window"], options["strides"])
+    return {"window": window, "strides": strides, "baseline_value": float(options["baseline_value"])}
+
+
+def _windows(model: Model, options: Mapping[str, Any]) -> int:
+    window, strides = occlusion_module.resolve_window(model.input_spec.shape, options["window"], options["strides"])
+    return occlusion_module.n_windows(model.input_spec.shape, window, strides)
+
+
+def _absolute(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    return {"absolute": bool(options["absolute"])}
 
 
 METHODS: dict[str, MethodInfo] = {
-    "gradient": MethodInfo(gradient.vanilla_gradient, {"absolute": False}, True, description="∂F/∂x"),
-    "gradient_abs": MethodInfo(gradient.vanilla_gradient, {"absolute": True}, False, description="|∂F/∂x|"),
-    "gradient_x_input": MethodInfo(gradient.gradient_x_input, {}, True, description="x ⊙ ∂F/∂x"),
-    "smoothgrad": MethodInfo(smooth.smoothgrad, {"n_samples": 25, "noise_level": 0.15}, True, needs_key=True),
-    "smoothgrad_sq": MethodInfo(smooth.smoothgrad_sq, {"n_samples": 25, "noise_level": 0.15}, False, needs_key=True),
-    "vargrad": MethodInfo(smooth.vargrad, {"n_samples": 25, "noise_level": 0.15}, False, needs_key=True),
-    "integrated_gradients": MethodInfo(
-        integrated.integrated_gradients,
-        {"steps": 50, "rule": "gauss_legendre", "baseline": "zero", "baseline_value": None, "blur_sigma": None},
-        True,
-    ),
-    "integrated_gradients_adaptive": MethodInfo(
-        integrated.integrated_gradients_adaptive,
-        {
-            "tolerance": 1e-3,
-            "start_steps": 16,
-            "max_steps": 4096,
-            "rule": "gauss_legendre",
-            "baseline": "zero",
-            "baseline_value": None,
-            "blur_sigma": None,
-        },
-        True,
-        supports_all=False,
-    ),
-    "expected_gradients": MethodInfo(
-        expected.expected_gradients, {"n_samples": 50, "stdevs": 0.0}, True, needs_key=True, needs_references=True
-    ),
-    "gradient_shap": MethodInfo(
-        expected.gradient_shap, {"n_samples": 5, "stdevs": 0.0}, True, needs_key=True, needs_references=True
-    ),
-    "blur_ig": MethodInfo(
-        blur_ig.blur_integrated_gradients, {"max_sigma": 50.0, "steps": 100, "sqrt": False}, True, images_only=True
-    ),
-    "guided_ig": MethodInfo(
-        guided_ig.guided_integrated_gradients,
-        {"steps": 25, "fraction": 0.25, "max_dist": 0.02, "baseline": "zero"},
-        True,
-        supports_all=False,
-    ),
-    "guided_backprop": MethodInfo(guided.guided_backprop, {}, True),
-    "deconvnet": MethodInfo(guided.deconvnet, {}, True),
-    "grad_cam": MethodInfo(cam.grad_cam, {"layer": None}, False, images_only=True),
-    "guided_grad_cam": MethodInfo(cam.guided_grad_cam, {"layer": None}, True, images_only=True),
-    "occlusion": MethodInfo(_occlusion, {"window": None, "strides": None, "baseline_value": 0.0}, True),
+    info.fn.__name__: info
+    for info in (
+        MethodInfo(
+            gradient.vanilla_gradient,
+            True,
+            gradient.vanilla_gradient_core,
+            core_options=_absolute,
+            description="∂F/∂x (|∂F/∂x| with absolute=True)",
+        ),
+        MethodInfo(gradient.gradient_x_input, True, gradient.gradient_x_input_core, description="x ⊙ ∂F/∂x"),
+        MethodInfo(smooth.smoothgrad, True, description="mean map under input noise"),
+        MethodInfo(smooth.smoothgrad_sq, False, description="mean squared map under input noise"),
+        MethodInfo(smooth.vargrad, False, description="variance of the map under input noise"),
+        MethodInfo(
+            integrated.integrated_gradients,
+            True,
+            integrated.integrated_gradients_core,
+            core_options=_ig_core_options,
+            cost=_steps,
+            description="path integral of ∂F/∂x from a baseline",
+        ),
+        MethodInfo(
+            integrated.integrated_gradients_adaptive,
+            True,
+            supports_all=False,
+            description="IG with steps doubled until complete",
+        ),
+        MethodInfo(
+            expected.expected_gradients,
+            True,
+            expected.expected_gradients_core,
+            core_options=_expected_core_options,
+            cost=_draws,
+            description="IG averaged over reference baselines",
+        ),
+        MethodInfo(
+            expected.gradient_shap,
+            True,
+            expected.gradient_shap_core,
+            core_options=_expected_core_options,
+            cost=_draws,
+            description="Expected Gradients with Captum's GradientSHAP defaults",
+        ),
+        MethodInfo(
+            blur_ig.blur_integrated_gradients,
+            True,
+            blur_ig.blur_integrated_gradients_core,
+            images_only=True,
+            cost=_steps,
+            description="IG along a blur path (scale space)",
+        ),
+        MethodInfo(
+            guided_ig.guided_integrated_gradients,
+            True,
+            guided_ig.guided_integrated_gradients_core,
+            supports_all=False,
+            core_options=_guided_ig_core_options,
+            description="IG along a path that moves low-gradient features first",
+        ),
+        MethodInfo(
+            guided.guided_backprop,
+            True,
+            guided.guided_backprop_core,
+            core_options=guided.core_options,
+            description="ReLU backward gated by forward and gradient sign",
+        ),
+        MethodInfo(
+            guided.deconvnet,
+            True,
+            guided.deconvnet_core,
+            core_options=guided.core_options,
+            description="ReLU backward gated by gradient sign",
+        ),
+        MethodInfo(
+            cam.grad_cam,
+            False,
+            cam.grad_cam_core,
+            uses_tap=True,
+            images_only=True,
+            core_options=cam.core_options,
+            description="class activation map of a conv layer",
+        ),
+        MethodInfo(
+            cam.guided_grad_cam,
+            True,
+            cam.guided_grad_cam_core,
+            uses_tap=True,
+            images_only=True,
+            core_options=cam.guided_core_options,
+            description="Guided Backprop × Grad-CAM",
+        ),
+        MethodInfo(
+            occlusion_module.occlusion,
+            True,
+            occlusion_module.occlusion_core,
+            core_options=_occlusion_core_options,
+            cost=_windows,
+            description="output drop when a sliding window is occluded",
+        ),
+    )
 }
 
 
@@ -93,35 +265,33 @@ def get(name: str) -> MethodInfo:
     return METHODS[name]
 
 
-@functools.cache
-def accepts_key(fn: Callable[..., Attribution]) -> bool:
-    """Whether ``fn`` takes a ``key`` (required, or optional as IG's ``baseline="uniform"``)."""
-    return "key" in inspect.signature(fn).parameters
-
-
-def run(
+def call(
     name: str,
-    model: Any,
+    model: Model | Any,
     x: Any,
     *,
     target: Any = None,
     labels: Any = None,
     key: jax.Array | None = None,
     references: Any = None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
     **options: Any,
 ) -> Attribution:
-    """Calls method ``name`` with its defaults overridden by ``options`` (unknown options raise ``ValueError``).
+    """Calls method ``name`` with ``options`` over its defaults: the one call the command line, the dashboard
+    and the batch API make.
 
-    ``key`` is passed to every method that takes one (``needs_key`` marks those that
-    require it; IG and Guided IG use it only for ``baseline="uniform"``); ``references``
-    (default ``x``) to those that draw baselines.
+    ``key`` is passed to every method that takes one (required by the random ones,
+    optional for IG's ``baseline="uniform"``); ``references`` (default ``x``) to those
+    that draw baselines from a reference set.
+
+    Raises:
+      ValueError: unknown method or option names, each listing the valid ones.
     """
     info = get(name)
-    unknown = set(options) - set(info.defaults) - {"internal_batch_size", "memory_budget"}
-    if unknown:
-        raise ValueError(f"unknown option(s) {sorted(unknown)} for {name!r}; expected some of {sorted(info.defaults)}")
-    kwargs = {**info.defaults, **options, "target": target, "labels": labels}
-    if info.needs_key or (key is not None and accepts_key(info.fn)):
+    kwargs = {**info.check_options(options), "target": target, "labels": labels, "memory_budget": memory_budget}
+    kwargs["show_progress"] = show_progress
+    if info.accepts_key and (info.needs_key or key is not None):
         kwargs["key"] = key
     if info.needs_references:
         kwargs["references"] = x if references is None else references

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from explain import checks
 from explain.model import Model, as_model
 
 NOT_TABULAR_MSG = (
@@ -51,16 +52,26 @@ def match_columns(columns: Sequence[str], model: Model) -> np.ndarray:
     return np.asarray([columns.index(n) for n in expected])
 
 
-def check_tabular(model: Model | Any, x: Any, *, names: Sequence[str] | None = None) -> tuple[Model, jax.Array]:
-    """Validates a tabular batch: ``(model, x (N, F))`` with columns in the model's order.
+def check_tabular(model: Model | Any, x: Any, *, names: Sequence[str] | None = None) -> tuple[Model, np.ndarray]:
+    """Checks a tabular batch on the host: ``(model, x (N, F))`` with columns in the model's order.
+
+    Only what is particular to tables is checked here (a tabular model, the
+    column count, names, NaN rows named); the batch is validated once more by
+    :func:`explain.gradients.prepare` (shape, dtype, target), the one validation
+    every function runs. Integer columns are refused as everywhere
+    (:func:`explain.checks.input_dtype`): cast them with ``.astype("float32")``.
 
     Args:
       model: a tabular :class:`~explain.model.Model` (input shape ``(F,)``) or a bundle.
       x: ``(N, F)`` array, or a pandas DataFrame whose columns are matched by name.
       names: the column names of an array ``x``, matched by name like a DataFrame's.
 
+    Returns:
+      ``(model, x)`` with ``x`` a host NumPy array in the dtype of :func:`explain.checks.input_dtype`.
+
     Raises:
       ValueError: image model, wrong column count, names that do not match, NaN/inf rows.
+      TypeError: a dtype the input policy refuses.
     """
     model = as_model(model)
     spec = model.input_spec
@@ -81,47 +92,47 @@ def check_tabular(model: Model | Any, x: Any, *, names: Sequence[str] | None = N
             f"expected x with {spec.shape[0]} feature columns {shown} for model {model.name!r}, "
             f"got {arr.shape[1]} columns"
         )
-    if np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.float64 if arr.dtype == np.float64 and jax.config.x64_enabled else np.float32)
-        bad = ~np.isfinite(arr).all(axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            raise ValueError(
-                f"x has NaN or inf in {rows.size} row(s), first at row {rows[0]} (rows {rows[:5].tolist()}"
-                f"{'...' if rows.size > 5 else ''}); drop or impute them before ranking"
-            )
-    return model, spec.validate(arr, check_range=False)
+    dtype = checks.input_dtype(arr.dtype)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise ValueError(
+            f"x has NaN or inf in {rows.size} row(s), first at row {rows[0]} (rows {rows[:5].tolist()}"
+            f"{'...' if rows.size > 5 else ''}); drop or impute them before ranking"
+        )
+    return model, arr.astype(dtype, copy=False)
 
 
-def check_reference(model: Model, reference: Any) -> np.ndarray:
+def check_references(model: Model, references: Any) -> np.ndarray:
     """Feature means ``(F,)`` of a reference set: ``(F,)`` means as given, or ``(R, F)`` rows (or a DataFrame) averaged.
 
-    The reference is separate from the rows explained, so one row's attribution
+    The references are separate from the rows explained, so one row's attribution
     never depends on the other rows of its batch.
 
     Raises:
       ValueError: wrong shape or column names, no rows, NaN/inf.
+      TypeError: a non-numeric array.
     """
     f = model.input_spec.shape[0]
     names = None
-    if hasattr(reference, "columns") and hasattr(reference, "to_numpy"):
-        names, reference = list(reference.columns), reference.to_numpy()
-    arr = np.asarray(reference)
+    if hasattr(references, "columns") and hasattr(references, "to_numpy"):
+        names, references = list(references.columns), references.to_numpy()
+    arr = np.asarray(references)
     if arr.dtype.kind not in "fiu":
-        raise TypeError(f"expected a numeric reference, got dtype {arr.dtype}")
+        raise TypeError(f"expected numeric references, got dtype {arr.dtype}")
     if arr.ndim == 2 and names is not None:
         arr = arr[:, match_columns(names, model)]
     if not ((arr.ndim == 1 and arr.shape[0] == f) or (arr.ndim == 2 and arr.shape[1] == f and arr.shape[0] >= 1)):
         raise ValueError(
-            f"expected reference of shape ({f},) (feature means) or (R, {f}) (reference rows, R >= 1), got {arr.shape}"
+            f"expected references of shape ({f},) (feature means) or (R, {f}) (reference rows, R >= 1), got {arr.shape}"
         )
     if not np.isfinite(arr).all():
-        raise ValueError("expected a finite reference, got NaN or inf")
+        raise ValueError("expected finite references, got NaN or inf")
     return arr.astype(np.float64).mean(axis=0) if arr.ndim == 2 else arr.astype(np.float64)
 
 
-def check_rows_for_statistics(x: np.ndarray | jax.Array, model: Model, *, what: str) -> np.ndarray:
-    """``σ (F,)``, the features' standard deviations over ``x (N, F)``; needs ``N >= 2``, warns on constant features.
+def check_rows_for_statistics(x: np.ndarray, model: Model, *, what: str) -> np.ndarray:
+    """``σ (F,)`` float64, the features' standard deviations over ``x (N, F)``; needs ``N >= 2``, warns on constant features.
 
     Global rankings scale by ``σ`` and resample rows: with one row every ``σ``
     is 0 and a bootstrap has nothing to resample, so the result would be
@@ -130,7 +141,7 @@ def check_rows_for_statistics(x: np.ndarray | jax.Array, model: Model, *, what: 
     n = x.shape[0]
     if n < 2:
         raise ValueError(f"{what} needs at least 2 rows (feature spread and row resampling), got {n}")
-    sigma = np.asarray(jnp.std(x, axis=0))
+    sigma = np.std(x, axis=0, dtype=np.float64)
     const = np.flatnonzero(sigma == 0)
     if const.size:
         names = [feature_names(model)[i] for i in const]
@@ -141,6 +152,22 @@ def check_rows_for_statistics(x: np.ndarray | jax.Array, model: Model, *, what: 
             stacklevel=3,
         )
     return sigma
+
+
+def key_words(key: jax.Array) -> list[int]:
+    """The ``uint32`` words of a PRNG key (a typed key or raw ``uint32 (2,)`` key data), for seeding host generators."""
+    data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return np.asarray(data, np.uint32).ravel().tolist()
+
+
+def host_generator(key: jax.Array, *stream: int) -> np.random.Generator:
+    """A NumPy PCG64 generator determined by ``key`` and a stream index (e.g. ``(repeat, feature)``).
+
+    Each stream is a child of one ``SeedSequence`` (``spawn_key=stream``), so the
+    draws of one stream never depend on how many others are drawn, or in which
+    order or chunks: results do not depend on the memory budget.
+    """
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(key_words(key), spawn_key=tuple(stream))))
 
 
 def read_csv(path: str | Path, model: Model | Any, *, label_column: str | None = None) -> tuple[np.ndarray, Any]:

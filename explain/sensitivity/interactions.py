@@ -10,10 +10,11 @@ decide the rank, as for the gradient ranking). A pure additive model
 makes ``(0, 1)`` the only interacting pair.
 
 Hessian columns come from Hessian-vector products, forward over reverse
-(``jax.jvp`` of the per-row gradient, Pearlmutter 1994): ``Hₙ eⱼ`` for all rows
-in one pass. ``mode="hessian"`` takes all ``F`` directions in one compiled
-call (small ``F``); ``mode="hvp"`` takes ``directions`` at a time, bounding
-memory for wide tables. Rows are chunked with :func:`explain.chunking.accumulate`.
+(:func:`explain.gradients.target_hvp`, Pearlmutter 1994): ``Hₙ eⱼ`` for all rows
+of a chunk in one pass. Rows and directions ``eⱼ`` are split within
+``memory_budget`` by :func:`explain.chunking.plan` and summed with
+:func:`explain.chunking.accumulate` (rows) or :func:`explain.chunking.map_rows`
+(per-row Hessians), so memory grows with neither ``N`` nor ``F``.
 
 References:
   Pearlmutter. Fast Exact Multiplication by the Hessian. Neural Computation 6, 1994.
@@ -24,85 +25,160 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float, Int
 
-from explain import checks, chunking, gradients
+from explain import chunking, gradients
+from explain.gradients import Prepared, target_hvp
 from explain.model import Model
-from explain.sensitivity import local
 from explain.sensitivity.data import check_rows_for_statistics, check_tabular, feature_names
+from explain.sensitivity.local import Rows
 from explain.sensitivity.result import Interactions
-from explain.targets import TargetFn
+from explain.targets import BoundTarget
 
-Mode = Literal["auto", "hessian", "hvp"]
-MODES: tuple[str, ...] = ("auto", "hessian", "hvp")
-FULL_HESSIAN_MAX_FEATURES = 64
-
-
-@functools.cache
-def _compiled_abs_block(apply: Callable, target_fn: TargetFn):
-    """Jitted ``Σₙ wₙ |Hₙ dᶜ|`` for directions ``d (C, F)``: ``(C, F)``, the rows ``c`` of ``Σₙ wₙ |Hₙ|``."""
-
-    def run(params, x, aux, w, dirs):
-        cols = jax.vmap(lambda d: gradients.target_hvp(apply, target_fn, params, x, jnp.broadcast_to(d, x.shape), aux))(
-            dirs
-        )
-        return jnp.einsum("n,cnf->cf", w.astype(x.dtype), jnp.abs(cols))
-
-    return jax.jit(run)
+# A Hessian-vector product (a jvp of the backward pass) holds about twice a backward row's working set.
+HVP_FACTOR = 2
 
 
-@functools.cache
-def _compiled_hessians(apply: Callable, target_fn: TargetFn):
-    def run(params, x, aux):
-        eye = jnp.eye(x.shape[1], dtype=x.dtype)
-        cols = jax.vmap(lambda d: gradients.target_hvp(apply, target_fn, params, x, jnp.broadcast_to(d, x.shape), aux))(
-            eye
-        )
-        return jnp.moveaxis(cols, 0, 2)  # (F, N, F) -> (N, F, F); symmetric, so column order is immaterial
-
-    return jax.jit(run)
+# ----------------------------------------------------------------------------- pure cores
 
 
-def row_hessians(model: Model | Any, x: Any, *, target: Any = None, labels: Any = None) -> jax.Array:
-    """Per-row Hessians ``∂²tₙ/∂xₙ²`` of a tabular model: ``(N, F, F)``, ``F`` HVPs in one compiled call.
-
-    Args: as :func:`interactions`.
-    """
-    model, x = check_tabular(model, x)
-    fn, aux, _ = local.resolve_target(model, x, target, labels)
-    return _compiled_hessians(model.apply, fn)(model.params, x, aux)
-
-
-def _take_rows(aux: Any, idx: jax.Array, n: int) -> Any:
-    return aux[idx] if local.per_row_aux(aux, n) else aux
+def hessian_columns(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n f"],
+    target: BoundTarget,
+    columns: Int[Array, " c"],
+) -> Float[Array, " c n f"]:
+    """Pure: columns ``Hₙ e_{j_c}`` ``(c, N, F)`` of every row's Hessian ``Hₙ = ∂²tₙ/∂xₙ²``, one HVP per column."""
+    e = jax.nn.one_hot(columns, x.shape[1], dtype=x.dtype)  # (c, F)
+    return jax.vmap(lambda d: target_hvp(apply, params, x, jnp.broadcast_to(d, x.shape), target))(e)
 
 
-def interactions(
+def hessians_chunk(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n f"],
+    target: BoundTarget,
+    columns: Int[Array, " c"],
+    weights: Float[Array, " c"],
+) -> Float[Array, " n f f"]:
+    """Pure: ``Σ_c w_c Hₙ e_{j_c} e_{j_c}ᵀ``, the columns ``j_c`` of each ``Hₙ`` in place (others 0): ``(N, F, F)``."""
+    cols = hessian_columns(apply, params, x, target, columns)
+    e = jax.nn.one_hot(columns, x.shape[1], dtype=x.dtype)
+    return jnp.einsum("c,cj,cni->nij", weights.astype(x.dtype), e, cols)
+
+
+def hessians_core(apply: Callable, params: Any, x: Float[Array, " n f"], target: BoundTarget) -> Float[Array, " n f f"]:
+    """Pure: every row's Hessian ``∂²tₙ/∂xₙ²`` ``(N, F, F)``, ``F`` HVPs in one call."""
+    f = x.shape[1]
+    return hessians_chunk(apply, params, x, target, jnp.arange(f), jnp.ones((f,), x.dtype))
+
+
+def abs_hessian_sum(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n f"],
+    target: BoundTarget,
+    row_weights: Float[Array, " n"],
+    columns: Int[Array, " c"],
+    weights: Float[Array, " c"],
+) -> Float[Array, " f f"]:
+    """Pure: ``Σₙ vₙ |Hₙ|`` restricted to columns ``j_c`` (weighted by ``w_c``), ``(F, F)``: additive over chunks."""
+    cols = jnp.abs(hessian_columns(apply, params, x, target, columns))  # (c, N, F)
+    e = jax.nn.one_hot(columns, x.shape[1], dtype=x.dtype)
+    per_col = jnp.einsum("n,cni->ci", row_weights.astype(x.dtype), cols)  # (c, F)
+    return jnp.einsum("c,cj,ci->ij", weights.astype(x.dtype), e, per_col)
+
+
+_hessians_chunk = jax.jit(hessians_chunk, static_argnums=0)
+_abs_hessian_sum = jax.jit(abs_hessian_sum, static_argnums=0)
+
+
+# ----------------------------------------------------------------------------- chunked runs
+
+
+def _plan(p: Prepared, memory_budget: int | None, *, out_per_row: int = 0) -> tuple[int, int]:
+    """``(rows, directions)`` per call: HVP rows within the budget, less ``out_per_row`` output floats per row."""
+    f = p.x.shape[1]
+    rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, factor=HVP_FACTOR, dtype=p.x.dtype)
+    if out_per_row:
+        rows = max(1, min(rows, chunking.check_budget(memory_budget) // (out_per_row * p.x.dtype.itemsize)))
+    return chunking.plan(p.n, rows, f)
+
+
+def abs_hessian_total(p: Prepared, *, memory_budget: int | None, show_progress: bool = False) -> np.ndarray:
+    """``Σₙ |Hₙ|`` ``(F, F)`` of a prepared tabular batch, chunked over rows × directions."""
+    f = p.x.shape[1]
+    batch, per_call = _plan(p, memory_budget)
+    run = functools.partial(_abs_hessian_sum, p.model.apply, p.model.params)
+    columns = np.arange(f, dtype=np.int32)
+    n_calls = -(-p.n // batch) * -(-f // per_call)
+    with chunking.progress(n_calls, enabled=show_progress, desc="Hessians") as bar:
+
+        def rows(items: tuple, row_w: jax.Array) -> jax.Array:
+            x, target = items
+            return chunking.accumulate(lambda c, w: run(x, target, row_w, c, w), columns, per_call, bar=bar)
+
+        return np.asarray(chunking.accumulate(rows, (p.x, p.target), batch))
+
+
+# ----------------------------------------------------------------------------- public
+
+
+def row_hessians(
     model: Model | Any,
-    x: Any,
+    x: Rows,
     *,
     target: Any = None,
     labels: Any = None,
     names: Sequence[str] | None = None,
-    mode: Mode = "auto",
-    directions: int = 8,
-    batch_size: int = 1024,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
+) -> Float[Array, " n f f"]:
+    """Per-row Hessians ``∂²tₙ/∂xₙ²`` of a tabular model: ``(N, F, F)``, one HVP per column.
+
+    Args: as :func:`interactions` (any ``N >= 1``).
+
+    Returns:
+      ``(N, F, F)``, symmetric up to rounding.
+    """
+    chunking.check_budget(memory_budget)
+    model, x = check_tabular(model, x, names=names)
+    p = gradients.prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
+    f = x.shape[1]
+    batch, per_call = _plan(p, memory_budget, out_per_row=f * f)
+    h = chunking.map_rows(
+        functools.partial(_hessians_chunk, p.model.apply, p.model.params), p.x, p.target, batch=batch,
+        draws=np.arange(f, dtype=np.int32), per_call=per_call, show_progress=show_progress, desc="Hessians",
+    )  # fmt: skip
+    return jnp.asarray(h)
+
+
+def interactions(
+    model: Model | Any,
+    x: Rows,
+    *,
+    target: Any = None,
+    labels: Any = None,
+    names: Sequence[str] | None = None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> Interactions:
     """Pairwise interaction strengths ``mean |∂²t/∂xᵢ∂xⱼ| · σᵢσⱼ`` over rows, and the top pairs.
 
     Args:
       model: a tabular :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
       x: ``(N, F)`` rows (``N >= 2``), or a DataFrame matched by column name.
-      target, labels: see :mod:`explain.targets`.
+      target, labels: see :mod:`explain.targets` (``"all"`` is not supported).
       names: column names of an array ``x``.
-      mode: ``"hessian"`` (all directions per call), ``"hvp"`` (``directions`` per call) or
-        ``"auto"`` (``"hessian"`` up to 64 features).
-      directions: Hessian-vector products per compiled call in ``"hvp"`` mode.
-      batch_size: rows per compiled call.
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
+        rows and Hessian directions are chunked within it.
+      show_progress: a progress bar for long calls.
 
     Returns:
       :class:`~explain.sensitivity.result.Interactions` with the ``(F, F)`` matrix; ``top_pairs(k)``.
@@ -117,38 +193,19 @@ def interactions(
       >>> inter = interactions(m, x)
       >>> inter.top_pairs(3)
     """
-    checks.check_choice("mode", mode, MODES)
-    directions = checks.check_int("directions", directions)
-    batch_size = checks.check_int("batch_size", batch_size)
+    chunking.check_budget(memory_budget)
     model, x = check_tabular(model, x, names=names)
-    n, f = x.shape
-    sigma = check_rows_for_statistics(x, model, what="an interaction ranking").astype(np.float64)
-    fn, aux, target_name = local.resolve_target(model, x, target, labels)
-    if mode == "auto":
-        mode = "hessian" if f <= FULL_HESSIAN_MAX_FEATURES else "hvp"
-    per_call = f if mode == "hessian" else min(directions, f)
-    eye = jnp.eye(f, dtype=x.dtype)
-    run = _compiled_abs_block(model.apply, fn)
-
-    def rows(idx: jax.Array, w: jax.Array) -> jax.Array:  # Σₙ wₙ |Hₙ| over one chunk of rows: (F, F)
-        xb, ab = x[idx], _take_rows(aux, idx, n)
-        blocks = []
-        for start, stop in chunking.chunk_bounds(f, per_call):
-            # Zero directions pad the last block so every call has the same shape (their columns are dropped).
-            d = jnp.concatenate([eye[start:stop], jnp.zeros((per_call - (stop - start), f), x.dtype)])
-            blocks.append(run(model.params, xb, ab, w, d)[: stop - start])
-        return jnp.concatenate(blocks)
-
-    total = chunking.accumulate(rows, jnp.arange(n), batch_size)
+    n = x.shape[0]
+    sigma = check_rows_for_statistics(x, model, what="an interaction ranking")
+    p = gradients.prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
+    total = abs_hessian_total(p, memory_budget=memory_budget, show_progress=show_progress)
     matrix = np.asarray(total, np.float64) / n * np.outer(sigma, sigma)
     matrix = (matrix + matrix.T) / 2.0  # exact symmetry; the HVP columns agree to rounding
     settings = {
         "model": model.name,
-        "target": target_name,
+        "target": p.target.name,
         "n_rows": int(n),
-        "mode": mode,
-        "directions_per_call": per_call,
         "scale": "feature standard deviation over the rows given",
         "feature_std": sigma.tolist(),
     }
-    return Interactions(feature_names(model), matrix, settings)
+    return Interactions(feature_names(model), jnp.asarray(matrix.astype(x.dtype)), settings)

@@ -1,19 +1,23 @@
-"""Local feature sensitivity: ∂target/∂xₖ, gradient × input and Integrated Gradients per row.
+"""Local feature sensitivity per row: the vanilla gradient, gradient × input and Integrated Gradients.
 
 For one row ``x`` and a scalar target ``t`` (class logit or probability,
 loss against labels, regression output; see :mod:`explain.targets`):
 
-* gradient ``∂t/∂xₖ``: the first-order change of ``t`` per unit of feature ``k``;
-* gradient × input ``xₖ · ∂t/∂xₖ``: for a linear model ``Σₖ xₖ ∂t/∂xₖ = t(x) - t(0)``
+* ``"vanilla_gradient"`` ``∂t/∂xₖ``: the first-order change of ``t`` per unit of feature ``k``;
+* ``"gradient_x_input"`` ``xₖ · ∂t/∂xₖ``: for a linear model ``Σₖ xₖ ∂t/∂xₖ = t(x) - t(0)``
   exactly (Shrikumar et al. 2016);
-* IG ``(xₖ - x'ₖ) ∫₀¹ ∂t(x' + α(x - x'))/∂xₖ dα``, summing to ``t(x) - t(x')``
-  (Sundararajan et al. 2017), computed by :func:`explain.saliency.integrated.path_integral`.
-  The baseline ``x'`` comes from outside the rows explained: by default the
-  feature means of a ``reference`` set (e.g. the training split). Taking the
-  means of ``x`` itself would make one row's IG identically 0 and a row's IG
-  depend on the other rows of its batch.
+* ``"integrated_gradients"`` ``(xₖ - x'ₖ) ∫₀¹ ∂t(x' + α(x - x'))/∂xₖ dα``, summing to
+  ``t(x) - t(x')`` (Sundararajan et al. 2017), with the building blocks of
+  :mod:`explain.saliency.integrated` (:func:`~explain.saliency.integrated.path_chunk`,
+  Gauss–Legendre :func:`~explain.saliency.integrated.quadrature`). The ``baseline``
+  ``x'`` comes from outside the rows explained: by default the feature means of
+  ``references`` (e.g. the training split). Taking the means of ``x`` itself would
+  make one row's IG identically 0 and a row's IG depend on the other rows of its batch.
 
-All rows go through one backward pass per chunk of rows (``batch_size``).
+The vanilla gradient and gradient × input share one backward pass per chunk of
+rows; Integrated Gradients chunks rows × steps. Chunks follow
+:mod:`explain.chunking` (``memory_budget``) and land in host arrays, so memory
+does not grow with ``N``.
 
 References:
   Shrikumar, Greenside, Shcherbina, Kundaje. Not Just a Black Box. arXiv:1605.01713, 2016.
@@ -22,203 +26,203 @@ References:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jaxtyping import Array, Float
 
 from explain import checks, chunking, gradients
-from explain import targets as targets_lib
+from explain.gradients import Prepared, target_and_grad
 from explain.model import Model
-from explain.saliency import _common
-from explain.sensitivity.data import check_reference, check_tabular, feature_names
+from explain.saliency import integrated
+from explain.sensitivity.data import check_references, check_tabular, feature_names
 from explain.sensitivity.result import LocalSensitivity
-from explain.targets import TargetFn
+from explain.targets import BoundTarget
 
-Method = Literal["grad", "gxi", "ig"]
-METHODS: tuple[str, ...] = ("grad", "gxi", "ig")
+METHODS: tuple[str, ...] = ("vanilla_gradient", "gradient_x_input", "integrated_gradients")
 DESCRIPTIONS = {
-    "grad": "∂target/∂x_k",
-    "gxi": "x_k · ∂target/∂x_k",
-    "ig": "integrated gradients",
-    "permutation": "permutation importance",
+    "vanilla_gradient": "∂target/∂x_k",
+    "gradient_x_input": "x_k · ∂target/∂x_k",
+    "integrated_gradients": "integrated gradients",
+    "permutation_importance": "permutation importance",
 }
-IgBaseline = Literal["zero", "mean"]
-DEFAULT_BATCH = 16384
-NO_REFERENCE_MSG = (
-    "ig_baseline='mean' is the feature means of a reference set, and no reference was given: pass reference= "
-    "(training rows (R, F) or their feature means (F,)), or ig_baseline='zero' or an (F,) baseline array"
+BaselineKind = Literal["mean", "zero"]
+BASELINES: tuple[str, ...] = ("mean", "zero")
+RULE = "gauss_legendre"
+# Rows: (N, F) array-like or a pandas DataFrame whose columns are matched to the model's features by name.
+Rows = Any
+NO_REFERENCES_MSG = (
+    "baseline='mean' is the feature means of a reference set, and no references were given: pass references= "
+    "(training rows (R, F) or their feature means (F,)), or baseline='zero' or an (F,) baseline array"
 )
 
 
-def check_methods(methods: Sequence[str] | str) -> tuple[str, ...]:
+def check_methods(methods: Sequence[str] | str, *, allow_empty: bool = False) -> tuple[str, ...]:
     """Validates method names (a name or a sequence of names) before any compilation."""
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
-    if not methods:
+    if not methods and not allow_empty:
         raise ValueError(f"expected at least one method of {list(METHODS)}, got none")
     for m in methods:
         checks.check_choice("method", m, METHODS)
     return tuple(dict.fromkeys(methods))
 
 
-def check_baseline(model: Model, x: jax.Array, baseline: IgBaseline | Any, reference: Any) -> tuple[jax.Array, Any]:
-    """The IG baseline ``(F,)`` or ``(N, F)`` and its description for the settings; raises before compiling.
+def check_baseline(
+    model: Model, x: np.ndarray, baseline: BaselineKind | Any, references: Any
+) -> tuple[np.ndarray, Any]:
+    """The IG baseline ``(F,)`` or ``(N, F)`` (host, dtype of ``x``) and its description for the settings.
 
-    ``"mean"``: the feature means of ``reference`` (required); ``"zero"``; or an
-    ``(F,)`` / ``(N, F)`` array.
+    ``"mean"``: the feature means of ``references`` (required); ``"zero"``; or an
+    ``(F,)`` / ``(N, F)`` array. Raises before anything is compiled.
     """
     f = x.shape[1]
     if isinstance(baseline, str):
-        checks.check_choice("ig_baseline", baseline, ("mean", "zero"))
+        checks.check_choice("baseline", baseline, BASELINES)
         if baseline == "zero":
-            return jnp.zeros((f,), x.dtype), "zero"
-        if reference is None:
+            return np.zeros((f,), x.dtype), "zero"
+        if references is None:
             one = " (with one row, IG against its own mean would be identically 0)" if x.shape[0] == 1 else ""
-            raise ValueError(NO_REFERENCE_MSG + one)
-        means = check_reference(model, reference)
-        return jnp.asarray(means, x.dtype), {"mean of reference": means.tolist()}
-    if reference is not None:
-        raise ValueError("got both an ig_baseline array and a reference; pass the baseline once")
-    arr = checks.check_finite_array("ig_baseline", baseline)
+            raise ValueError(NO_REFERENCES_MSG + one)
+        means = check_references(model, references)
+        return means.astype(x.dtype), {"mean of references": means.tolist()}
+    if references is not None:
+        raise ValueError("got both a baseline array and references; pass the baseline once")
+    arr = checks.check_finite_array("baseline", baseline)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"expected a numeric baseline array, got dtype {arr.dtype}")
     if tuple(arr.shape) not in ((f,), tuple(x.shape)):
-        raise ValueError(f"expected ig_baseline of shape ({f},) or {tuple(x.shape)} (like x), got {arr.shape}")
-    return jnp.asarray(arr, x.dtype), arr.tolist()
+        raise ValueError(f"expected baseline of shape ({f},) or {tuple(x.shape)} (like x), got {arr.shape}")
+    return arr.astype(x.dtype), arr.tolist()
 
 
-def resolve_target(model: Model, x: jax.Array, target: Any, labels: Any) -> tuple[TargetFn, Any, str]:
-    """``(fn, aux, name)`` for ``target`` over validated rows ``x``, resolved before compilation (bad labels raise here).
-
-    A predicted-class target is frozen to the class predicted at ``x``, so a
-    shuffled feature or an integration path explains the same class. ``x`` is
-    not validated again: callers pass the output of :func:`check_tabular`.
-    """
-    if isinstance(target, str) and target == _common.ALL:
-        raise ValueError("target='all' is not supported by sensitivity rankings; pass a class index, 'pred' or 'loss'")
-    fn, aux, name = targets_lib.resolve(model, target, x.shape[0], labels=labels)
-    r = _common.freeze_pred(_common.Resolved(model, x, fn, aux, name))
-    return r.fn, r.aux, r.name
+# ----------------------------------------------------------------------------- pure cores
 
 
-def per_row_aux(aux: Any, n: int) -> bool:
-    """Whether ``aux`` holds one entry per row (labels, class indices) and must be chunked with them."""
-    return aux is not None and jnp.ndim(aux) >= 1 and jnp.shape(aux)[0] == n
+def gradient_core(
+    apply: Callable, params: Any, x: Float[Array, " n f"], target: BoundTarget
+) -> tuple[Float[Array, " n"], Float[Array, " n f"]]:
+    """Pure: ``(t (N,), ∂t/∂x (N, F))``, one backward pass; gradient × input is ``x * ∂t/∂x``."""
+    t, g, _ = target_and_grad(apply, params, x, target)
+    return t, g
 
 
-def map_rows(fn: Callable, x: jax.Array, aux: Any, *, batch: int) -> Any:
-    """``fn(x_chunk, aux_chunk)`` over row chunks (aux chunked only when it is per row)."""
-    if per_row_aux(aux, x.shape[0]):
-        return chunking.map_batches(fn, x, aux, batch=batch)
-    return chunking.map_batches(lambda xb: fn(xb, aux), x, batch=batch)
+_gradient = jax.jit(gradient_core, static_argnums=0)
+_path_chunk = jax.jit(integrated.path_chunk, static_argnums=0)
 
 
-def row_gradients(model: Model, x: jax.Array, fn: TargetFn, aux: Any, *, batch: int) -> tuple[jax.Array, jax.Array]:
-    """``(t (N,), ∂t/∂x (N, F))``: one backward pass per chunk of ``batch`` rows (the core compiled gradient)."""
-    run = gradients._compiled_input_grad(model.apply, fn)
-    return map_rows(lambda xb, ab: run(model.params, xb, ab)[:2], x, aux, batch=batch)
+# ----------------------------------------------------------------------------- chunked runs
 
 
-def integrated_rows(
-    model: Model, x: jax.Array, fn: TargetFn, aux: Any, name: str, baseline: jax.Array, *, steps: int
-) -> jax.Array:
-    """IG ``(N, F)`` of validated rows against ``baseline`` ``(F,)`` or ``(N, F)`` (Gauss–Legendre, ``steps`` nodes)."""
-    from explain.saliency import integrated
-
-    r = _common.Resolved(model, x, fn, aux, name)
-    rows = _common.rows_per_chunk(model, memory_budget=None, internal_batch_size=None, all_classes=False)
-    base = jnp.broadcast_to(baseline, x.shape)
-    values, _ = integrated.path_integral(r, base, *integrated.quadrature("gauss_legendre", steps), rows)
-    return values
-
-
-def attributions_impl(
-    model: Model,
-    x: jax.Array,
+def attributions(
+    p: Prepared,
     methods: tuple[str, ...],
-    fn: TargetFn,
-    aux: Any,
-    name: str,
     *,
-    baseline: jax.Array | None,
-    ig_steps: int,
-    batch: int,
-) -> tuple[dict[str, jax.Array], jax.Array]:
-    """Signed per-row attributions ``{method: (N, F)}`` and target values ``(N,)``; no validation.
+    baseline: np.ndarray | None,
+    steps: int,
+    memory_budget: int | None,
+    show_progress: bool = False,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Signed per-row attributions ``{method: (N, F)}`` and target values ``(N,)`` of a prepared batch, host arrays.
 
-    ``x`` is validated, ``fn, aux`` resolved (and frozen) and ``baseline`` checked
-    by the caller. ``grad`` and ``gxi`` share one backward pass; ``ig`` adds ``ig_steps``.
+    ``baseline`` (``(F,)`` or ``(N, F)``, from :func:`check_baseline`) is needed only for
+    ``"integrated_gradients"``. No validation: the caller prepared ``p`` and checked the options.
     """
-    t, g = row_gradients(model, x, fn, aux, batch=batch)
-    out: dict[str, jax.Array] = {}
+    apply, params = p.model.apply, p.model.params
+    rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, dtype=p.x.dtype)
+    t, g = chunking.map_rows(
+        functools.partial(_gradient, apply, params), p.x, p.target, batch=rows, show_progress=show_progress,
+        desc="gradients",
+    )  # fmt: skip
+    out: dict[str, np.ndarray] = {}
     for m in methods:
-        if m == "grad":
+        if m == "vanilla_gradient":
             out[m] = g
-        elif m == "gxi":
-            out[m] = g * x
+        elif m == "gradient_x_input":
+            out[m] = g * np.asarray(p.x)
         else:
-            out[m] = integrated_rows(model, x, fn, aux, name, baseline, steps=ig_steps)
+            alphas, weights = integrated.quadrature(RULE, steps)
+            nodes = np.stack([alphas, weights], axis=1).astype(p.x.dtype)  # host: a new step count compiles nothing
+            batch, per_call = chunking.plan(p.n, rows, steps)
+            base = np.broadcast_to(baseline, p.x.shape)  # a view: each chunk is copied on its own
+            out[m] = chunking.map_rows(
+                functools.partial(_path_chunk, apply, params), p.x, p.target, base, batch=batch, draws=nodes,
+                per_call=per_call, show_progress=show_progress, desc="integrated gradients",
+            )  # fmt: skip
     return out, t
+
+
+# ----------------------------------------------------------------------------- public
 
 
 def local_sensitivity(
     model: Model | Any,
-    x: Any,
+    x: Rows,
     *,
     target: Any = None,
     labels: Any = None,
-    methods: Sequence[Method] | Method = METHODS,
+    methods: Sequence[str] | str = METHODS,
     names: Sequence[str] | None = None,
-    ig_baseline: IgBaseline | Any = "mean",
-    reference: Any = None,
-    ig_steps: int = 50,
-    batch_size: int = DEFAULT_BATCH,
+    baseline: BaselineKind | Any = "mean",
+    references: Any = None,
+    steps: int = 50,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
 ) -> LocalSensitivity:
     """Per-row sensitivities of a target to each feature, ranked by magnitude with sign kept.
 
     Args:
       model: a tabular :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
       x: ``(N, F)`` rows (``(1, F)`` for one row), or a DataFrame matched by column name.
-      target: see :mod:`explain.targets` (default: predicted logit, or output 0 for regression).
+      target: see :mod:`explain.targets` (default: predicted logit, or output 0 for regression);
+        ``"all"`` is not supported.
       labels: ``(N,)`` labels for ``target="loss"``.
-      methods: any of ``"grad"``, ``"gxi"``, ``"ig"``.
+      methods: any of ``"vanilla_gradient"``, ``"gradient_x_input"``, ``"integrated_gradients"``.
       names: column names of an array ``x``, matched to the model's feature names.
-      ig_baseline: ``"mean"`` (default: the feature means of ``reference``), ``"zero"``, or an
-        ``(F,)`` / ``(N, F)`` array.
-      reference: for ``ig_baseline="mean"``: reference rows ``(R, F)`` (e.g. the training split,
-        or a DataFrame) or their feature means ``(F,)``. Required when ``"ig"`` uses ``"mean"``.
-      ig_steps: IG quadrature points (Gauss–Legendre).
-      batch_size: rows per compiled call.
+      baseline: Integrated Gradients' baseline: ``"mean"`` (default: the feature means of
+        ``references``), ``"zero"``, or an ``(F,)`` / ``(N, F)`` array.
+      references: for ``baseline="mean"``: reference rows ``(R, F)`` (e.g. the training split,
+        or a DataFrame) or their feature means ``(F,)``. Required when ``"integrated_gradients"``
+        uses ``"mean"``.
+      steps: Integrated Gradients' quadrature points (Gauss–Legendre), ``1 <= steps <= 10000``.
+      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
+      show_progress: a progress bar for long calls.
 
     Returns:
       :class:`~explain.sensitivity.result.LocalSensitivity`: ``values[method]`` ``(N, F)``.
 
     Raises:
       ValueError / TypeError: before compilation (see :func:`~explain.sensitivity.data.check_tabular`),
-      including IG with ``ig_baseline="mean"`` and no ``reference``.
+      including Integrated Gradients with ``baseline="mean"`` and no ``references``.
 
     Example:
-      >>> s = local_sensitivity(m, x[:3], reference=x_train)
-      >>> s.ranked(0, "ig")[:3]
+      >>> s = local_sensitivity(m, x[:3], references=x_train)
+      >>> s.ranked(0, "integrated_gradients")[:3]
     """
     methods = check_methods(methods)
-    ig_steps = checks.check_int("ig_steps", ig_steps)
-    batch_size = checks.check_int("batch_size", batch_size)
+    _, steps = integrated.check_rule(RULE, steps)
+    chunking.check_budget(memory_budget)
     model, x = check_tabular(model, x, names=names)
-    base, described = check_baseline(model, x, ig_baseline, reference) if "ig" in methods else (None, None)
-    fn, aux, name = resolve_target(model, x, target, labels)
-    values, t = attributions_impl(model, x, methods, fn, aux, name, baseline=base, ig_steps=ig_steps, batch=batch_size)
+    ig = "integrated_gradients" in methods
+    base, described = check_baseline(model, x, baseline, references) if ig else (None, None)
+    p = gradients.prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
+    values, t = attributions(
+        p, methods, baseline=base, steps=steps, memory_budget=memory_budget, show_progress=show_progress
+    )
     settings = {
         "model": model.name,
-        "target": name,
+        "target": p.target.name,
         "methods": list(methods),
-        "n_rows": int(x.shape[0]),
-        "ig_baseline": described,
-        "ig_steps": ig_steps if "ig" in methods else None,
+        "n_rows": p.n,
+        "baseline": described,
+        "steps": steps if ig else None,
     }
     return LocalSensitivity(
         feature_names=feature_names(model),
-        values={m: np.asarray(v) for m, v in values.items()},
-        target_values=np.asarray(t),
+        values={m: jnp.asarray(v) for m, v in values.items()},
+        target_values=jnp.asarray(t),
         settings=settings,
     )

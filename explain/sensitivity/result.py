@@ -1,34 +1,43 @@
-"""Result objects of the sensitivity rankings: readable tables, DataFrames, CSV and JSON.
+"""Result objects of the sensitivity rankings: pytrees of arrays, readable tables, DataFrames, CSV and JSON.
 
-Each result holds plain NumPy arrays, the feature names and the settings that
-produced it. ``to_frame()`` is the one tabular form; ``str()``, ``to_csv`` and
-``to_json`` are derived from it, so every export carries names, values,
-intervals and settings. The CSV starts with one ``# settings: {json}`` line
-(``pandas.read_csv(path, comment="#")`` skips it).
+Each result is a frozen dataclass registered as a pytree (:class:`explain.results.Result`):
+its arrays are the leaves (``.to_numpy()`` gives host copies), its feature
+names and settings static. ``to_frame()`` is the one tabular form; ``str()``,
+``to_csv`` and ``to_json`` are derived from it, so every export carries names,
+values, intervals and settings. The CSV starts with one ``# settings: {json}``
+line (``pandas.read_csv(path, comment="#")`` skips it). Method names are the
+functions' names everywhere (``"vanilla_gradient"``, ``"gradient_x_input"``,
+``"integrated_gradients"``, ``"permutation_importance"``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
+from jaxtyping import Array, Float
 
 from explain.io import atomic_write_text
+from explain.results import Result
+
+# Result arrays are JAX arrays; ``to_numpy()`` turns the same result into NumPy arrays.
+Values = Array | np.ndarray
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    # NumPy scalars and arrays become Python floats first, so NaN/inf among them become null
+    # NumPy/JAX scalars and arrays become Python floats first, so NaN/inf among them become null
     # too (json.dumps would write NaN/Infinity, which is not JSON).
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
+    if isinstance(value, (np.ndarray, jax.Array)):
+        return _jsonable(np.asarray(value).tolist())
     if isinstance(value, np.generic):
         return _jsonable(value.item())
     if isinstance(value, float) and not np.isfinite(value):
@@ -36,10 +45,57 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class Settings(Mapping):
+    """The settings that produced a result: a read-only mapping, hashable (static pytree data), JSON-able."""
+
+    __slots__ = ("_data", "_json")
+
+    def __init__(self, data: Mapping[str, Any] = ()) -> None:
+        self._data = dict(data)
+        self._json = json.dumps(_jsonable(self._data), sort_keys=True, allow_nan=False)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        return hash(self._json)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        try:
+            return self._json == (other if isinstance(other, Settings) else Settings(other))._json
+        except (TypeError, ValueError):  # values that are not JSON data cannot be equal to ours
+            return False
+
+    def __repr__(self) -> str:
+        return f"Settings({self._data!r})"
+
+    def __getstate__(self) -> dict:
+        return {"data": self._data}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["data"])
+
+
+def _static(**kwargs: Any) -> Any:
+    return dataclasses.field(metadata=dict(static=True), **kwargs)
+
+
 class _Exportable:
     """``to_frame`` -> ``str``, CSV and JSON; subclasses define ``to_frame`` and ``settings``."""
 
     settings: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.settings, Settings):
+            object.__setattr__(self, "settings", Settings(self.settings))
 
     def to_frame(self):  # pragma: no cover - every subclass overrides
         raise NotImplementedError
@@ -68,28 +124,29 @@ class _Exportable:
         (self.to_csv if suffix == ".csv" else self.to_json)(path)
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
-class LocalSensitivity(_Exportable):
+class LocalSensitivity(_Exportable, Result):
     """Per-row attributions: ``values[method]`` is ``(N, F)``, signed.
 
     Attributes:
-      feature_names: ``F`` names, in the model's order.
-      values: ``{"grad" | "gxi" | "ig": (N, F)}``.
+      feature_names: ``F`` names, in the model's order (static).
+      values: ``{method: (N, F)}`` for ``"vanilla_gradient"``, ``"gradient_x_input"``, ``"integrated_gradients"``.
       target_values: ``(N,)`` the target at each row.
-      settings: target, methods, IG baseline and steps.
+      settings: model, target, methods, baseline and steps of Integrated Gradients (static).
     """
 
-    feature_names: tuple[str, ...]
-    values: Mapping[str, np.ndarray]
-    target_values: np.ndarray
-    settings: Mapping[str, Any]
+    feature_names: tuple[str, ...] = _static()
+    values: Mapping[str, Float[Values, " n f"]]
+    target_values: Float[Values, " n"]
+    settings: Mapping[str, Any] = _static()
 
     def ranked(self, row: int = 0, method: str | None = None) -> list[tuple[str, float]]:
         """``(feature, signed value)`` of one row, largest magnitude first."""
         method = method or next(iter(self.values))
         if method not in self.values:
             raise ValueError(f"method {method!r} was not computed; have {list(self.values)}")
-        v = self.values[method][row]
+        v = np.asarray(self.values[method][row])
         order = np.argsort(-np.abs(v), kind="stable")
         return [(self.feature_names[i], float(v[i])) for i in order]
 
@@ -99,6 +156,7 @@ class LocalSensitivity(_Exportable):
 
         parts = []
         for method, v in self.values.items():
+            v = np.asarray(v)
             n, f = v.shape
             rank = np.argsort(np.argsort(-np.abs(v), axis=1, kind="stable"), axis=1) + 1
             parts.append(
@@ -116,56 +174,61 @@ class LocalSensitivity(_Exportable):
         return pd.concat(parts, ignore_index=True).sort_values(["row", "method", "rank"], ignore_index=True)
 
     def __str__(self) -> str:
+        t = np.asarray(self.target_values)
         lines = [f"Local sensitivity of {self.settings.get('target')} ({self.settings.get('model')})"]
-        for row in range(min(len(self.target_values), 5)):
-            lines.append(f"row {row}: target = {self.target_values[row]:.4g}")
+        width = max(len(m) for m in self.values)
+        for row in range(min(len(t), 5)):
+            lines.append(f"row {row}: target = {t[row]:.4g}")
             for method in self.values:
                 top = ", ".join(f"{n} {v:+.3g}" for n, v in self.ranked(row, method)[:8])
-                lines.append(f"  {method:>4}: {top}")
-        if len(self.target_values) > 5:
-            lines.append(f"... {len(self.target_values) - 5} more rows (to_frame() has all)")
+                lines.append(f"  {method:>{width}}: {top}")
+        if len(t) > 5:
+            lines.append(f"... {len(t) - 5} more rows (to_frame() has all)")
         return "\n".join(lines)
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
-class MethodRanking:
-    """One method's global ranking.
+class MethodRanking(Result):
+    """One method's global ranking (arrays are leaves; ``method`` and ``description`` static).
 
     Attributes:
-      method: ``"grad"``, ``"gxi"``, ``"ig"`` or ``"permutation"``.
+      method: ``"vanilla_gradient"``, ``"gradient_x_input"``, ``"integrated_gradients"`` or
+        ``"permutation_importance"``.
       description: the score's formula, for tables.
       scores: ``(F,)`` mean over rows of the per-row score.
       lower, upper: ``(F,)`` the bootstrap percentile interval of ``scores``.
       top_k_share: ``(F,)`` share of bootstrap resamples in which the feature is in the top ``k``.
-      spearman: Spearman rank correlation of ``scores`` with permutation importance, or ``None``.
+      spearman: ``()`` Spearman rank correlation of ``scores`` with permutation importance, or ``None``.
     """
 
-    method: str
-    description: str
-    scores: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
-    top_k_share: np.ndarray
-    spearman: float | None = None
+    method: str = _static()
+    description: str = _static()
+    scores: Float[Values, " f"]
+    lower: Float[Values, " f"]
+    upper: Float[Values, " f"]
+    top_k_share: Float[Values, " f"]
+    spearman: Float[Values, " "] | None = None
 
     def order(self) -> np.ndarray:
         """Feature indices by descending score."""
-        return np.argsort(-self.scores, kind="stable")
+        return np.argsort(-np.asarray(self.scores), kind="stable")
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
-class GlobalSensitivity(_Exportable):
+class GlobalSensitivity(_Exportable, Result):
     """Global feature rankings with bootstrap intervals, rank stability and agreement with permutation importance.
 
     Attributes:
-      feature_names: ``F`` names, in the model's order.
+      feature_names: ``F`` names, in the model's order (static).
       rankings: ``{method: MethodRanking}`` in the order computed.
-      settings: target, rows, bootstraps, interval level, ``top_k``, IG baseline, key, etc.
+      settings: target, rows, bootstraps, interval level, ``top_k``, baseline, key, etc. (static).
     """
 
-    feature_names: tuple[str, ...]
+    feature_names: tuple[str, ...] = _static()
     rankings: Mapping[str, MethodRanking]
-    settings: Mapping[str, Any]
+    settings: Mapping[str, Any] = _static()
 
     def __getitem__(self, method: str) -> MethodRanking:
         if method not in self.rankings:
@@ -184,6 +247,7 @@ class GlobalSensitivity(_Exportable):
         parts = []
         for r in self.rankings.values():
             order = r.order()
+            rho = np.nan if r.spearman is None else float(r.spearman)
             parts.append(
                 pd.DataFrame(
                     {
@@ -191,11 +255,11 @@ class GlobalSensitivity(_Exportable):
                         "rank": np.arange(1, len(order) + 1),
                         "feature": [self.feature_names[i] for i in order],
                         "feature_index": order,
-                        "score": r.scores[order],
-                        "ci_low": r.lower[order],
-                        "ci_high": r.upper[order],
-                        f"top{k}_share": r.top_k_share[order],
-                        "spearman_vs_permutation": np.nan if r.spearman is None else r.spearman,
+                        "score": np.asarray(r.scores)[order],
+                        "ci_low": np.asarray(r.lower)[order],
+                        "ci_high": np.asarray(r.upper)[order],
+                        f"top{k}_share": np.asarray(r.top_k_share)[order],
+                        "spearman_vs_permutation_importance": rho,
                     }
                 )
             )
@@ -214,13 +278,14 @@ class GlobalSensitivity(_Exportable):
         width = max(len(n) for n in self.feature_names)
         for m in methods:
             r = self[m]
-            agree = "" if r.spearman is None else f"; Spearman vs permutation importance = {r.spearman:.3f}"
+            scores, lower, upper, share = (np.asarray(a) for a in (r.scores, r.lower, r.upper, r.top_k_share))
+            agree = "" if r.spearman is None else f"; Spearman vs permutation importance = {float(r.spearman):.3f}"
             lines.append(f"\n[{m}] {r.description}{agree}")
             lines.append(f"{'rank':>4}  {'feature':<{width}}  {'score':>10}  {f'{level}% interval':>23}  top-{k} share")
             for rank, i in enumerate(r.order()[:top], start=1):
                 lines.append(
-                    f"{rank:>4}  {self.feature_names[i]:<{width}}  {r.scores[i]:>10.4g}  "
-                    f"[{r.lower[i]:>10.4g}, {r.upper[i]:>10.4g}]  {r.top_k_share[i]:>10.0%}"
+                    f"{rank:>4}  {self.feature_names[i]:<{width}}  {scores[i]:>10.4g}  "
+                    f"[{lower[i]:>10.4g}, {upper[i]:>10.4g}]  {share[i]:>10.0%}"
                 )
         return "\n".join(lines)
 
@@ -228,24 +293,26 @@ class GlobalSensitivity(_Exportable):
         return self.table()
 
 
+@jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
-class Interactions(_Exportable):
+class Interactions(_Exportable, Result):
     """Pairwise interaction strengths ``mean |∂²t/∂xᵢ∂xⱼ| · σᵢσⱼ``.
 
     Attributes:
-      feature_names: ``F`` names.
+      feature_names: ``F`` names (static).
       matrix: ``(F, F)`` symmetric; the diagonal is each feature's own curvature.
-      settings: target, rows, mode (``"hessian"`` or ``"hvp"``), scales.
+      settings: model, target, rows, scales (static).
     """
 
-    feature_names: tuple[str, ...]
-    matrix: np.ndarray
-    settings: Mapping[str, Any]
+    feature_names: tuple[str, ...] = _static()
+    matrix: Float[Values, " f f"]
+    settings: Mapping[str, Any] = _static()
 
     def top_pairs(self, k: int | None = 10) -> list[tuple[str, str, int, int, float]]:
         """``(name_i, name_j, i, j, strength)`` for ``i < j``, strongest first."""
-        i, j = np.triu_indices(self.matrix.shape[0], k=1)
-        vals = self.matrix[i, j]
+        matrix = np.asarray(self.matrix)
+        i, j = np.triu_indices(matrix.shape[0], k=1)
+        vals = matrix[i, j]
         order = np.argsort(-vals, kind="stable")[:k]
         return [
             (self.feature_names[i[o]], self.feature_names[j[o]], int(i[o]), int(j[o]), float(vals[o])) for o in order
@@ -264,7 +331,7 @@ class Interactions(_Exportable):
         """The full ``(F, F)`` matrix labelled by feature names."""
         import pandas as pd
 
-        return pd.DataFrame(self.matrix, index=list(self.feature_names), columns=list(self.feature_names))
+        return pd.DataFrame(np.asarray(self.matrix), index=list(self.feature_names), columns=list(self.feature_names))
 
     def __str__(self) -> str:
         s = self.settings

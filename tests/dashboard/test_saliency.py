@@ -61,12 +61,13 @@ def test_test_image_filters_and_target(ui, at):
 
     at.selectbox(key="sal_target").set_value("square").run()
     ui.no_errors(at)
-    assert "gradient for 'square'" in ui.captions(at)
+    assert "vanilla_gradient for 'square'" in ui.captions(at)
 
 
 def test_display_controls_change_the_overlay(ui, at):
     def overlay_url():
-        return [i.url for el in at.get("image") for i in el.proto.imgs if i.caption.startswith("gradient for")][0]
+        (url,) = [i.url for el in at.get("image") for i in el.proto.imgs if i.caption.startswith("vanilla_gradient")]
+        return url
 
     before = overlay_url()
     at.slider(key="sal_alpha").set_value(0.2).run()
@@ -94,7 +95,7 @@ def test_upload_good_and_bad_files(ui, at):
     assert "upload red.png" in prediction_line(ui, at)
     steps = " ".join(ui.texts(at))
     assert "alpha composited onto white" in steps and "centre-cropped 200x100 -> 100x100" in steps
-    assert any(c.startswith("gradient for") for c in ui.captions(at))
+    assert any(c.startswith("vanilla_gradient for") for c in ui.captions(at))
 
     bad = {
         "empty.png": b"",
@@ -115,7 +116,7 @@ def test_upload_good_and_bad_files(ui, at):
 
 def test_digits_upload_with_invert(ui):
     at = ui.open_page(PAGE)
-    at.multiselect(key="sal_methods").set_value(["gradient"]).run()
+    at.multiselect(key="sal_methods").set_value(["vanilla_gradient"]).run()
     at.selectbox(key="sal_model").set_value("digits_cnn").run()
     at.radio(key="sal_source").set_value("upload").run()
     img = Image.new("L", (80, 80), 255)
@@ -141,13 +142,16 @@ def map_captions(ui, at) -> list[str]:
 def test_methods_side_by_side_with_parameters(ui, at):
     at.radio(key="sal_source").set_value("test image").run()
     at.selectbox(key="sal_target").set_value("predicted").run()
-    methods = ["gradient", "smoothgrad", "integrated_gradients", "grad_cam"]
+    methods = ["vanilla_gradient", "smoothgrad", "integrated_gradients", "grad_cam"]
     at.multiselect(key="sal_methods").set_value(methods).run()
     ui.no_errors(at)
     assert [c.split(" for ")[0] for c in map_captions(ui, at)] == methods
     assert len(at.get("download_button")) == 2 * len(methods)
     captions = [c.value for c in at.caption]
-    assert "steps=50, rule=gauss_legendre, baseline=zero" in captions
+    # the options shown are the method's own defaults, read from its signature through the registry
+    assert "absolute=False" in captions
+    assert "n_samples=25, noise_level=0.15, method=vanilla_gradient" in captions
+    assert "baseline=zero, steps=50, rule=gauss_legendre" in captions
     (delta,) = [c for c in captions if c.startswith("convergence δ = ")]
 
     # Each parameter change reaches the method: captions echo it, and IG's delta moves with the steps.
@@ -159,8 +163,8 @@ def test_methods_side_by_side_with_parameters(ui, at):
     at.selectbox(key="sal_opt_grad_cam_layer").set_value("block3").run()
     ui.no_errors(at)
     captions = [c.value for c in at.caption]
-    assert "steps=8, rule=riemann_left, baseline=blur" in captions
-    assert "n_samples=5, noise_level=0.3" in captions and "layer=block3" in captions
+    assert "baseline=blur, steps=8, rule=riemann_left" in captions
+    assert "n_samples=5, noise_level=0.3, method=vanilla_gradient" in captions and "layer=block3" in captions
     (delta8,) = [c for c in captions if c.startswith("convergence δ = ")]
     assert delta8 != delta
 
@@ -170,32 +174,77 @@ def test_methods_side_by_side_with_parameters(ui, at):
     sg = url("smoothgrad")
     at.number_input(key="sal_seed").set_value(7).run()
     assert url("smoothgrad") != sg  # another key, other noise
-    grad = url("gradient")
+    sg = url("smoothgrad")
+    at.selectbox(key="sal_opt_smoothgrad_method").set_value("gradient_x_input").run()
+    ui.no_errors(at)
+    assert "n_samples=5, noise_level=0.3, method=gradient_x_input" in [c.value for c in at.caption]
+    assert url("smoothgrad") != sg  # the noise tunnel now wraps gradient × input
+    grad = url("vanilla_gradient")
     at.selectbox(key="sal_cmap").set_value("viridis").run()
-    assert url("gradient") != grad
-    grad = url("gradient")
+    assert url("vanilla_gradient") != grad
+    grad = url("vanilla_gradient")
     at.checkbox(key="sal_signed").check().run()
     ui.no_errors(at)
-    assert url("gradient") != grad
+    assert url("vanilla_gradient") != grad
+    # absolute=True (the former "gradient_abs"): a magnitude map, drawn on the sequential colormap even when signed
+    grad = url("vanilla_gradient")
+    at.checkbox(key="sal_opt_vanilla_gradient_absolute").check().run()
+    ui.no_errors(at)
+    assert "absolute=True" in [c.value for c in at.caption]
+    assert url("vanilla_gradient") != grad
 
 
 def test_method_error_is_shown_not_raised(ui, at, monkeypatch):
     from dashboard import saliency
 
-    def bad(*a, **k):
-        raise ValueError("expected steps >= 2, got 1")
+    def broken(model, x, *, target=None, labels=None, steps: int = 1, memory_budget=None, show_progress=False):
+        raise ValueError(f"expected steps >= 2, got {steps}")
 
-    monkeypatch.setitem(saliency.registry.METHODS, "broken", saliency.registry.MethodInfo(bad, {"steps": 1}, True))
-    at.multiselect(key="sal_methods").set_value(["gradient", "broken"]).run()
+    monkeypatch.setitem(saliency.registry.METHODS, "broken", saliency.registry.MethodInfo(broken, True))
+    at.multiselect(key="sal_methods").set_value(["vanilla_gradient", "broken"]).run()
     assert not at.exception
     assert [e.value for e in at.error] == ["broken: expected steps >= 2, got 1"]
-    assert len(map_captions(ui, at)) == 1 and map_captions(ui, at)[0].startswith("gradient for")
+    assert len(map_captions(ui, at)) == 1 and map_captions(ui, at)[0].startswith("vanilla_gradient for")
+
+
+def test_maps_are_the_registry_methods():
+    """The page's cached map is the library's: ``registry.call`` with the page's options, key and references."""
+    import jax
+
+    from dashboard import saliency
+    from explain.saliency import expected_gradients, vanilla_gradient
+
+    b = models.load("shapes_cnn")
+    x = b.dataset.test.x[:1]
+    g = np.asarray(vanilla_gradient(b.model, x, target=2).values[0])
+    m = saliency.attribution("shapes_cnn", x[0], "vanilla_gradient", 2, (("absolute", True),), 0)
+    np.testing.assert_allclose(m.values, np.abs(g), rtol=1e-6, atol=0)  # absolute=True is |∂F/∂x|
+    assert m.delta is None and m.total == pytest.approx(float(np.abs(g).sum()), rel=1e-5)
+
+    opts = (("n_samples", 4), ("noise_level", 0.0))
+    e = saliency.attribution("shapes_cnn", x[0], "expected_gradients", 2, opts, 3)
+    direct = expected_gradients(
+        b.model, x, target=2, references=saliency.references("shapes_cnn"), key=jax.random.key(3), n_samples=4
+    )
+    np.testing.assert_allclose(e.values, np.asarray(direct.values[0]), rtol=1e-5, atol=1e-7)
+    assert e.delta == pytest.approx(float(np.asarray(direct.convergence_delta).reshape(-1)[0]), rel=1e-5, abs=1e-7)
 
 
 def test_downloads_roundtrip():
-    from dashboard import saliency
+    from dashboard import common
 
     a = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
-    np.testing.assert_array_equal(np.load(io.BytesIO(saliency.npy_bytes(a))), a)
+    np.testing.assert_array_equal(np.load(io.BytesIO(common.npy_bytes(a))), a)
     img = Image.new("RGB", (4, 4), (1, 2, 3))
-    assert Image.open(io.BytesIO(saliency.png_bytes(img))).getpixel((0, 0)) == (1, 2, 3)
+    assert Image.open(io.BytesIO(common.png_bytes(img))).getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_every_registry_method_renders_with_its_default_options(ui):
+    """Each method in the registry, with the widgets built from its signature's defaults, draws one map."""
+    from explain.saliency import registry
+
+    at = ui.open_page(PAGE)
+    methods = list(registry.METHODS)
+    at.multiselect(key="sal_methods").set_value(methods).run(timeout=600)
+    ui.no_errors(at)
+    assert [c.split(" for ")[0] for c in map_captions(ui, at)] == methods

@@ -29,8 +29,8 @@ def test_global_ranking_with_intervals(ui, at):
     assert np.all(np.diff(df["score"].to_numpy()) <= 0)  # best first
     assert np.all(df["ci_low"] <= df["score"] + 1e-9) and np.all(df["score"] <= df["ci_high"] + 1e-9)
 
-    at.multiselect(key="sens_methods").set_value(["grad", "ig"]).run()
-    at.radio(key="sens_show").set_value("ig").run()
+    at.multiselect(key="sens_methods").set_value(["vanilla_gradient", "integrated_gradients"]).run()
+    at.radio(key="sens_show").set_value("integrated_gradients").run()
     ui.no_errors(at)
     _, df_ig = ui.chart(at, "integrated gradients")
     width = (df_ig["ci_high"] - df_ig["ci_low"]).to_numpy()
@@ -67,7 +67,7 @@ def test_row_edit_updates_prediction_and_local_gradients(ui, at):
     _, local_after = ui.chart(at, "gradient ∂t/∂x")
     assert not np.allclose(local_after.set_index("feature")["value"], local_before.set_index("feature")["value"])
 
-    at.radio(key="sens_local_method").set_value("gxi").run()
+    at.radio(key="sens_local_method").set_value("gradient_x_input").run()
     ui.no_errors(at)
     spec, df = ui.chart(at, "gradient × input")
     assert set(df["sign"]) <= {"positive", "negative"}

@@ -32,7 +32,7 @@ def test_test_predictions_match_a_direct_forward_pass():
     np.testing.assert_array_equal(p.pred[:7], probs.argmax(1))
     np.testing.assert_allclose(p.confidence[:7], probs.max(1), rtol=1e-5)
     np.testing.assert_array_equal(p.correct, p.pred == b.dataset.test.y)
-    assert len(p.pred) == len(b.dataset.test)  # the padded last chunk is cut off
+    assert len(p.pred) == len(b.dataset.test)  # one prediction per test image, whatever the chunking
 
 
 def test_compilation_cache_can_be_turned_off(monkeypatch):

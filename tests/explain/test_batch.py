@@ -7,8 +7,10 @@ import pytest
 import explain
 from explain import batch
 from explain.batch import MANIFEST, attribute_dataset
+from explain.saliency import registry
 
 N, BATCH = 10, 4  # three shards, the last one padded from 2 rows to 4
+_CALL = registry.call  # the real one, wrapped by Flaky
 
 
 @pytest.fixture(scope="module")
@@ -30,16 +32,22 @@ def _shards(n: int) -> list[str]:
 
 
 class Flaky:
-    """A gradient method that raises after ``fail_after`` batches: a crash mid-run."""
+    """``registry.call`` (the one call per shard) raising after ``fail_after`` shards: a crash mid-run."""
 
     def __init__(self, fail_after: int | None = None):
         self.fail_after, self.calls = fail_after, 0
 
-    def __call__(self, model, x, *, target=None, labels=None):
+    def __call__(self, name, model, x, **kwargs):
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise RuntimeError("simulated crash")
         self.calls += 1
-        return explain.vanilla_gradient(model, x, target=target, labels=labels)
+        return _CALL(name, model, x, **kwargs)
+
+
+def _flaky(monkeypatch, fail_after: int | None = None) -> Flaky:
+    flaky = Flaky(fail_after)
+    monkeypatch.setattr(registry, "call", flaky)
+    return flaky
 
 
 def test_shards_equal_one_direct_call_on_a_memmap(linen_cnn, x, tmp_path):
@@ -74,7 +82,9 @@ def test_callable_method_slices_per_sample_targets(linen_cnn, x, y, tmp_path):
     assert not np.allclose(run.load(), explain.vanilla_gradient(linen_cnn, x, target=0).values)
     # a Target carrying per-sample classes is sliced too
     prob = explain.targets.class_score(y, "prob")
-    run = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path / "prob", batch_size=BATCH, target=prob)
+    run = attribute_dataset(
+        linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path / "prob", batch_size=BATCH, target=prob
+    )
     np.testing.assert_allclose(
         run.load(), explain.vanilla_gradient(linen_cnn, x, target=prob).values, rtol=1e-5, atol=1e-8
     )
@@ -82,41 +92,55 @@ def test_callable_method_slices_per_sample_targets(linen_cnn, x, y, tmp_path):
 
 def test_loss_target_with_labels_and_target_all(linen_cnn, x, y, tmp_path):
     loss = attribute_dataset(
-        linen_cnn, x, method="gradient", out_dir=tmp_path / "loss", batch_size=BATCH, target="loss", labels=y
+        linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path / "loss", batch_size=BATCH, target="loss", labels=y
     )
     np.testing.assert_allclose(
         loss.load(), explain.vanilla_gradient(linen_cnn, x, target="loss", labels=y).values, rtol=1e-6, atol=1e-8
     )
-    every = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path / "all", batch_size=BATCH, target="all")
+    every = attribute_dataset(
+        linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path / "all", batch_size=BATCH, target="all"
+    )
     assert every.load().shape == (N, 3, 8, 8, 3)
 
 
-def test_resume_after_a_crash_recomputes_only_missing_shards(linen_cnn, x, tmp_path):
-    reference = attribute_dataset(linen_cnn, x, method=Flaky(), out_dir=tmp_path / "ref", batch_size=BATCH).load()
+def test_options_reach_the_method(linen_cnn, x, tmp_path):
+    run = attribute_dataset(
+        linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path, batch_size=BATCH, options={"absolute": True}
+    )
+    direct = explain.vanilla_gradient(linen_cnn, x, absolute=True).values
+    np.testing.assert_allclose(run.load(), direct, rtol=1e-6, atol=1e-8)
+    assert (run.load() >= 0).all() and not np.allclose(direct, explain.vanilla_gradient(linen_cnn, x).values)
+
+
+def test_resume_after_a_crash_recomputes_only_missing_shards(linen_cnn, x, tmp_path, monkeypatch):
+    kw = dict(method="vanilla_gradient", batch_size=BATCH)
+    reference = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "ref", **kw).load()
     out = tmp_path / "run"
+    _flaky(monkeypatch, fail_after=2)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        attribute_dataset(linen_cnn, x, method=Flaky(fail_after=2), out_dir=out, batch_size=BATCH)
+        attribute_dataset(linen_cnn, x, out_dir=out, **kw)
     assert _files(out) == [MANIFEST, *_shards(2)]  # whole shards and a manifest listing them, nothing else
     assert [s["index"] for s in json.loads((out / MANIFEST).read_text())["shards"]] == [0, 1]
 
-    resumed = Flaky()
-    run = attribute_dataset(linen_cnn, x, method=resumed, out_dir=out, batch_size=BATCH)
+    resumed = _flaky(monkeypatch)
+    run = attribute_dataset(linen_cnn, x, out_dir=out, **kw)
     assert (run.completed, run.skipped, resumed.calls) == ((2,), (0, 1), 1)
     np.testing.assert_array_equal(run.load(), reference)
     assert _files(out) == [MANIFEST, *_shards(3)]
 
-    again = attribute_dataset(linen_cnn, x, method=Flaky(fail_after=0), out_dir=out, batch_size=BATCH)
+    _flaky(monkeypatch, fail_after=0)
+    again = attribute_dataset(linen_cnn, x, out_dir=out, **kw)
     assert (again.completed, again.skipped) == ((), (0, 1, 2))  # nothing left: the method is never called
 
 
 def test_resume_skips_only_listed_intact_shards(linen_cnn, x, tmp_path):
-    run = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path, batch_size=BATCH)
+    run = attribute_dataset(linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path, batch_size=BATCH)
     reference = run.load()
     manifest = json.loads((tmp_path / MANIFEST).read_text())
     manifest["shards"] = manifest["shards"][:-1]  # the crash came between the shard and the manifest
     (tmp_path / MANIFEST).write_text(json.dumps(manifest))
     (tmp_path / "shard-00000.npz").write_bytes(b"truncated")  # a damaged file is never trusted
-    run = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path, batch_size=BATCH)
+    run = attribute_dataset(linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path, batch_size=BATCH)
     assert (run.completed, run.skipped) == ((0, 2), (1,))
     np.testing.assert_array_equal(run.load(), reference)
 
@@ -144,7 +168,8 @@ def test_random_method_folds_the_batch_index_so_resume_gives_the_same_noise(line
     [
         {"options": {"steps": 5}},
         {"batch_size": 5},
-        {"method": "gradient", "options": {}},
+        {"method": "vanilla_gradient", "options": {}},
+        {"options": {"steps": 4, "rule": "riemann_left"}},
         {"target": 1},
         {"x_shift": 0.5},
     ],
@@ -160,29 +185,40 @@ def test_other_settings_in_the_same_out_dir_raise(linen_cnn, x, tmp_path, change
 
 
 def test_reference_set_is_part_of_the_settings(linen_cnn, x, key, tmp_path):
-    kw = dict(method="gradient_shap", out_dir=tmp_path, batch_size=BATCH, key=key)
-    run = attribute_dataset(linen_cnn, x, options={"references": x[:3], "n_samples": 2}, **kw)
+    kw = dict(method="gradient_shap", out_dir=tmp_path, batch_size=BATCH, key=key, options={"n_samples": 2})
+    run = attribute_dataset(linen_cnn, x, references=x[:3], **kw)
     assert run.load().shape == x.shape
-    with pytest.raises(ValueError, match=r"changed: \['options'\]"):
-        attribute_dataset(linen_cnn, x, options={"references": x[3:6], "n_samples": 2}, **kw)
+    with pytest.raises(ValueError, match=r"changed: \['references'\]"):
+        attribute_dataset(linen_cnn, x, references=x[3:6], **kw)
 
 
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"batch_size": 0}, ValueError, r"batch_size to be an int >= 1, got 0"),
+        ({"batch_size": 0}, ValueError, r"expected batch_size >= 1, got 0"),
+        # wrong types: the library's message, or under the jaxtyping/beartype test hook the annotation's
+        ({"batch_size": 2.5}, TypeError, r"expected batch_size to be an int >= 1|parameter 'batch_size'"),
+        ({"memory_budget": 0}, ValueError, r"memory_budget"),
         ({"method": "nope"}, ValueError, r"unknown saliency method 'nope'"),
-        ({"method": 3}, TypeError, r"expected method to be a callable"),
+        ({"method": "gradient"}, ValueError, r"unknown saliency method 'gradient'.*'vanilla_gradient'"),
+        ({"method": 3}, TypeError, r"expected method to be a method name|parameter 'method'"),
+        ({"method": lambda m, x: None}, TypeError, r"expected method to be a method name.*<lambda>"),
         ({"x": np.zeros((N, 8, 8))}, ValueError, r"expected x of shape \(N, 8, 8, 3\).*got shape \(10, 8, 8\)"),
         ({"x": np.zeros((0, 8, 8, 3))}, ValueError, r"N >= 1"),
         ({"x": np.zeros((N, 8, 8, 3), np.uint8)}, TypeError, r"floating dtype"),
         ({"x": np.full((N, 8, 8, 3), np.nan, np.float32)}, ValueError, r"finite values in x \(first batch\)"),
         ({"method": "smoothgrad"}, ValueError, r"'smoothgrad' is random: pass an explicit key"),
-        ({"method": explain.smoothgrad}, ValueError, r"smoothgrad is random: pass an explicit key"),
-        ({"options": {"stepz": 3}}, ValueError, r"unknown option\(s\) \['stepz'\]"),
+        ({"method": explain.smoothgrad}, ValueError, r"'smoothgrad' is random: pass an explicit key"),
+        ({"options": {"stepz": 3}}, ValueError, r"unknown option\(s\) \['stepz'\].*expected some of \['baseline'"),
         ({"method": explain.vanilla_gradient, "options": {"stepz": 3}}, ValueError, r"unknown option\(s\) \['stepz'\]"),
         ({"options": {"target": 1}}, ValueError, r"pass \['target'\] as arguments of attribute_dataset"),
-        ({"method": "expected_gradients", "key": jax.random.key(0)}, ValueError, r"options=\{'references': array\}"),
+        ({"options": {"references": 1}}, ValueError, r"pass \['references'\] as arguments of attribute_dataset"),
+        ({"method": "expected_gradients", "key": jax.random.key(0)}, ValueError, r"pass references=array"),
+        (
+            {"method": "expected_gradients", "key": jax.random.key(0), "references": np.zeros((3, 8, 8))},
+            ValueError,
+            r"expected references of shape",
+        ),
         ({"target": np.zeros(N - 1, np.int32)}, ValueError, r"target with one entry per sample.*got shape \(9,\)"),
         ({"labels": np.zeros(N + 1, np.int32)}, ValueError, r"labels with one entry per sample"),
         ({"model": object()}, TypeError, r"expected an explain.Model"),
@@ -200,21 +236,30 @@ def test_bad_inputs_raise_before_anything_is_written(linen_cnn, x, tmp_path, kwa
 
 def test_a_method_failing_on_its_first_batch_leaves_nothing(linen_cnn, x, tmp_path):
     with pytest.raises(ValueError, match="class index 7 out of range"):
-        attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path / "out", batch_size=BATCH, target=7)
+        attribute_dataset(linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path / "out", batch_size=BATCH, target=7)
     assert not (tmp_path / "out").exists()  # so a corrected rerun is not refused as "different settings"
 
 
 def test_foreign_shards_without_a_manifest_and_a_file_as_out_dir_raise(linen_cnn, x, tmp_path):
     (tmp_path / "shard-00000.npz").write_bytes(b"")
     with pytest.raises(ValueError, match="holds shards but no manifest.json"):
-        attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path, batch_size=BATCH)
+        attribute_dataset(linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path, batch_size=BATCH)
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="out_dir to be a folder"):
-        attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path / "file", batch_size=BATCH)
+        attribute_dataset(linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path / "file", batch_size=BATCH)
 
 
 def test_batch_larger_than_the_dataset_makes_one_unpadded_shard(linen_cnn, x, tmp_path):
-    run = attribute_dataset(linen_cnn, x, method="gradient", out_dir=tmp_path, progress=True)
+    run = attribute_dataset(linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path, show_progress=True)
     assert (run.n_shards, run.completed) == (1, (0,))
     assert run.load().shape == x.shape
     assert batch.shard_path(tmp_path, 0).exists()
+
+
+def test_memory_budget_chunks_inside_shards_and_is_not_a_setting(linen_cnn, x, tmp_path):
+    kw = dict(method="integrated_gradients", batch_size=BATCH, options={"steps": 4})
+    run = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "a", **kw)
+    small = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "b", memory_budget=1, **kw)  # one row per call
+    np.testing.assert_allclose(small.load(), run.load(), rtol=1e-5, atol=1e-7)
+    again = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "a", memory_budget=1, **kw)
+    assert (again.completed, again.skipped) == ((), (0, 1, 2))  # same settings: nothing recomputed, nothing refused

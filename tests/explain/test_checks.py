@@ -26,13 +26,32 @@ def test_int_and_float():
         checks.check_choice("mode", "x", ("a", "b"))
 
 
-def test_memory_budget():
-    assert checks.check_memory_budget(None) is None and checks.check_memory_budget(2**20) == 2**20
-    for bad in (0, -1):
-        with pytest.raises(ValueError, match=rf"memory_budget \(bytes\) >= 1, got {bad}"):
-            checks.check_memory_budget(bad)
-    with pytest.raises(TypeError, match=r"memory_budget \(bytes\) to be an int"):
-        checks.check_memory_budget(1e6)
+@pytest.mark.parametrize(
+    "dtype, expected",
+    [(np.float32, np.float32), (np.float64, np.float32)],
+)
+def test_input_dtype_policy(dtype, expected):
+    assert checks.input_dtype(dtype) == expected
+
+
+def test_input_dtype_keeps_float64_under_x64():
+    with jax.enable_x64(True):
+        assert checks.input_dtype(np.float64) == np.float64
+
+
+@pytest.mark.parametrize(
+    "dtype, match",
+    [
+        (np.float16, r"float32 or float64, got float16 \(half precision\)"),
+        (jnp.bfloat16, r"float32 or float64, got bfloat16 \(half precision\)"),
+        (np.uint8, r"floating dtype .* got uint8 \(for 8-bit images divide by 255\)"),
+        (np.int64, r"floating dtype .* got int64"),
+        (np.bool_, r"floating dtype .* got bool"),
+    ],
+)
+def test_input_dtype_refusals_say_how_to_convert(dtype, match):
+    with pytest.raises(TypeError, match=match):
+        checks.input_dtype(dtype)
 
 
 def test_key_typed_or_raw_uint32():
@@ -52,10 +71,3 @@ def test_finite_array():
     np.testing.assert_array_equal(checks.check_finite_array("b", [1.0, 2.0]), [1.0, 2.0])
     with pytest.raises(ValueError, match=r"expected a finite b, got 1 NaN/inf value\(s\) of 2"):
         checks.check_finite_array("b", [1.0, np.inf])
-
-
-def test_saliency_common_still_exports_the_moved_checks():
-    from explain.saliency import _common
-
-    for name in ("check_int", "check_float", "check_choice", "check_key", "check_optional_int", "check_memory_budget"):
-        assert getattr(_common, name) is getattr(checks, name)

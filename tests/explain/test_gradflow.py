@@ -45,25 +45,31 @@ def test_flow_grads_match_central_differences(nnx_mlp):
     with jax.enable_x64(True):
         m = to_float64(nnx_mlp)
         x, labels = _x(m, 3), np.array([0, 2, 1])
-        _, x, fn, aux, _ = explain.gradients.prepare(m, x, "loss", labels)
+        p = explain.gradients.prepare(m, x, target="loss", labels=labels)
+        x, target = jnp.asarray(p.x), p.target
         layers = gradflow.resolve_layers(m, None)
         assert layers == ("fc1", "fc2")
         shapes = {k: m.layer_shapes[k] for k in layers}
-        _, g_acts, g_params = gradflow.flow_grads(m.tap, fn, m.params, x, aux, layers, shapes)
+        _, g_acts, g_params = jax.jit(
+            gradflow.flow_grads, static_argnums=0, static_argnames=("layers", "layer_shapes")
+        )(
+            m.tap, m.params, x, target, layers=layers, layer_shapes=tuple(shapes[k] for k in layers)
+        )  # a pure core: usable inside a user's jax.jit
         for name in layers:
 
             def f(d, name=name):
-                return jnp.sum(fn(m.tap(m.params, x, {name: jnp.asarray(d)})[0], aux))
+                return jnp.sum(target(m.tap(m.params, x, {name: jnp.asarray(d)})[0]))
 
             fd = central_difference(f, np.zeros((3, *shapes[name])))
             np.testing.assert_allclose(g_acts[name], fd, rtol=1e-4, atol=1e-9)
         leaves, treedef = jax.tree_util.tree_flatten(m.params)
         g_leaves = jax.tree_util.tree_leaves(g_params)
+        assert len(g_leaves) == len(leaves)
         for i, leaf in enumerate(leaves):
 
             def f(v, i=i):
                 new = [jnp.asarray(v) if j == i else leaves[j] for j in range(len(leaves))]
-                return jnp.sum(fn(m.apply(jax.tree_util.tree_unflatten(treedef, new), x), aux))
+                return jnp.sum(target(m.apply(jax.tree_util.tree_unflatten(treedef, new), x)))
 
             np.testing.assert_allclose(g_leaves[i], central_difference(f, np.asarray(leaf)), rtol=1e-4, atol=1e-9)
 
@@ -73,9 +79,10 @@ def test_gradient_flow_norms(nnx_mlp):
         m = to_float64(nnx_mlp)
         x, labels = _x(m, 4), np.array([0, 2, 1, 1])
         flow = gradflow.gradient_flow(m, x, labels=labels)
-        _, xj, fn, aux, _ = explain.gradients.prepare(m, x, "loss", labels)
-        shapes = {k: m.layer_shapes[k] for k in flow.layers}
-        _, g_acts, g_params = gradflow.flow_grads(m.tap, fn, m.params, xj, aux, flow.layers, shapes)
+        p = explain.gradients.prepare(m, x, target="loss", labels=labels)
+        xj, target = jnp.asarray(p.x), p.target
+        shapes = tuple(m.layer_shapes[k] for k in flow.layers)
+        _, g_acts, g_params = gradflow.flow_grads(m.tap, m.params, xj, target, layers=flow.layers, layer_shapes=shapes)
         for j, name in enumerate(flow.layers):
             np.testing.assert_allclose(
                 flow.activation_grad_norms[:, j], np.linalg.norm(g_acts[name], axis=1), rtol=1e-10
@@ -91,7 +98,7 @@ def test_gradient_flow_norms(nnx_mlp):
 
             def f(v, i=i):
                 new = [jnp.asarray(v) if j == i else leaves[j] for j in range(len(leaves))]
-                return fn(m.apply(jax.tree_util.tree_unflatten(treedef, new), xj[1:2]), aux[1:2])[0]
+                return target.rows(slice(1, 2))(m.apply(jax.tree_util.tree_unflatten(treedef, new), xj[1:2]))[0]
 
             fd_sq += np.sum(central_difference(f, np.asarray(leaf)) ** 2)
         np.testing.assert_allclose(flow.param_grad_norms[1, 1], np.sqrt(fd_sq), rtol=1e-4)
@@ -129,8 +136,8 @@ def test_chained_vjps_equal_jax_grad_on_every_shipped_model(name):
         x = np.asarray(ds.test.x[:1], np.float64)
         labels = ds.test.y[:1]
         chain = gradflow.jacobian_chain(m, x, labels=labels, singular_values=False)
-        _, xj, fn, aux, _ = explain.gradients.prepare(m, x, "loss", labels)
-        ref = jax.grad(lambda x: jnp.sum(fn(m.apply(m.params, x), aux)))(xj)
+        p = explain.gradients.prepare(m, x, target="loss", labels=labels)
+        ref = jax.grad(lambda x: jnp.sum(p.target(m.apply(m.params, x))))(jnp.asarray(p.x))
         err = np.linalg.norm(chain.chained_input_grad - ref) / np.linalg.norm(ref)
         print(f"{name}: cuts {chain.cuts}, |chained - jax.grad| / |jax.grad| = {err:.1e}")
         assert err <= 1e-6, name
@@ -188,3 +195,31 @@ def test_bad_input(linen_cnn):
     )
     with pytest.raises(ValueError, match="exposes no layers"):
         gradflow.gradient_flow(bare, np.zeros((2, 4), np.float32))
+
+
+def test_memory_budget_only_chunks_rows(linen_cnn):
+    x = _x(linen_cnn, 5).astype(np.float32)
+    labels = np.array([0, 1, 2, 0, 1])
+    one_row = 1  # bytes: one row per compiled call, the last chunk padded
+    flow, small = (gradflow.gradient_flow(linen_cnn, x, labels=labels, memory_budget=b) for b in (None, one_row))
+    chain, chunked = (gradflow.jacobian_chain(linen_cnn, x, labels=labels, memory_budget=b) for b in (None, one_row))
+    for a, b in ((flow, small), (chain, chunked)):
+        leaves_a, leaves_b = jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)
+        assert len(leaves_a) == len(leaves_b) > 0
+        for u, v in zip(leaves_a, leaves_b):
+            np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-7)
+    assert (flow.layers, chain.cuts) == (("conv1", "conv2", "head"), ("input", "conv1", "conv2", "head"))
+    # results are pytrees with static names: to_numpy keeps them and converts every array
+    host = flow.to_numpy()
+    assert host.layers == flow.layers and isinstance(host.activation_grad_norms, np.ndarray)
+    assert isinstance(chain.to_numpy().sigma_max, np.ndarray) and list(chain.depth) == [4, 3, 2, 1]
+
+
+def test_target_all_and_bad_budget_are_refused(linen_cnn):
+    x = _x(linen_cnn, 2).astype(np.float32)
+    with pytest.raises(ValueError, match="target='all' is not supported"):
+        gradflow.gradient_flow(linen_cnn, x, target="all")
+    with pytest.raises(ValueError, match="target='all' is not supported"):
+        gradflow.jacobian_chain(linen_cnn, x, target="all")
+    with pytest.raises(ValueError, match="memory_budget"):
+        gradflow.gradient_flow(linen_cnn, x, memory_budget=0)

@@ -2,6 +2,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from explain import targets
 
@@ -11,34 +13,39 @@ def outs():
     return jnp.array([[1.0, 2.0, 0.5], [3.0, -1.0, 0.0]])
 
 
+def _resolve(model, target, n, labels=None):
+    t = targets.resolve(model, target, n, labels=labels)
+    return t.fn, t.aux, t.name
+
+
 def test_shortcuts_resolve_to_the_documented_scores(linen_cnn, outs):
-    fn, aux, _ = targets.resolve(linen_cnn, None, 2)
+    fn, aux, _ = _resolve(linen_cnn, None, 2)
     np.testing.assert_allclose(fn(outs, aux), [2.0, 3.0])  # predicted logit
-    fn, aux, _ = targets.resolve(linen_cnn, 2, 2)
+    fn, aux, _ = _resolve(linen_cnn, 2, 2)
     np.testing.assert_allclose(fn(outs, aux), [0.5, 0.0])
-    fn, aux, _ = targets.resolve(linen_cnn, np.array([0, 1]), 2)
+    fn, aux, _ = _resolve(linen_cnn, np.array([0, 1]), 2)
     np.testing.assert_allclose(fn(outs, aux), [1.0, -1.0])
 
 
 def test_prob_and_log_prob(linen_cnn, outs):
     p = jax.nn.softmax(outs, axis=1)
-    fn, aux, _ = targets.resolve(linen_cnn, targets.class_score(1, "prob"), 2)
+    fn, aux, _ = _resolve(linen_cnn, targets.class_score(1, "prob"), 2)
     np.testing.assert_allclose(fn(outs, aux), p[:, 1], rtol=1e-6)
-    fn, aux, _ = targets.resolve(linen_cnn, targets.class_score("pred", "log_prob"), 2)
+    fn, aux, _ = _resolve(linen_cnn, targets.class_score("pred", "log_prob"), 2)
     np.testing.assert_allclose(fn(outs, aux), jnp.log(p.max(axis=1)), rtol=1e-6)
 
 
 def test_losses(linen_cnn, nnx_mlp, outs):
-    fn, aux, name = targets.resolve(linen_cnn, "loss", 2, labels=np.array([2, 0]))
+    fn, aux, name = _resolve(linen_cnn, "loss", 2, np.array([2, 0]))
     expected = -jnp.log(jax.nn.softmax(outs, axis=1)[jnp.arange(2), jnp.array([2, 0])])
     np.testing.assert_allclose(fn(outs, aux), expected, rtol=1e-6)
     assert name == "loss[ce]"
-    fn, aux, name = targets.resolve(nnx_mlp, targets.loss(np.ones((2, 3)), "mse"), 2)
+    fn, aux, name = _resolve(nnx_mlp, targets.loss(np.ones((2, 3)), "mse"), 2)
     np.testing.assert_allclose(fn(outs, aux), ((outs - 1) ** 2).mean(axis=1), rtol=1e-6)
 
 
 def test_custom_callable(linen_cnn, outs):
-    fn, aux, name = targets.resolve(linen_cnn, lambda o: o.sum(axis=1), 2)
+    fn, aux, name = _resolve(linen_cnn, lambda o: o.sum(axis=1), 2)
     np.testing.assert_allclose(fn(outs, aux), outs.sum(axis=1))
     assert name == "<lambda>"
 
@@ -57,7 +64,7 @@ def test_custom_callable(linen_cnn, outs):
 )
 def test_bad_targets_raise_clear_errors(linen_cnn, target, labels, match):
     with pytest.raises((ValueError, TypeError), match=match):
-        targets.resolve(linen_cnn, target, 2, labels=labels)
+        _resolve(linen_cnn, target, 2, labels)
 
 
 def test_class_target_on_regression_model_is_refused(nnx_mlp):
@@ -65,11 +72,11 @@ def test_class_target_on_regression_model_is_refused(nnx_mlp):
 
     reg = dataclasses.replace(nnx_mlp, output_kind="regression")
     with pytest.raises(ValueError, match="class targets need a classification model"):
-        targets.resolve(reg, 1, 2)
+        _resolve(reg, 1, 2)
     with pytest.raises(ValueError, match="cross-entropy loss needs a classification model"):
-        targets.resolve(reg, targets.loss(np.array([0, 1]), "ce"), 2)
+        _resolve(reg, targets.loss(np.array([0, 1]), "ce"), 2)
     with pytest.raises(ValueError, match="output index 5 out of range"):
-        targets.resolve(reg, targets.output(5), 2)
+        _resolve(reg, targets.output(5), 2)
 
 
 def test_scalar_regression_labels_are_refused(nnx_mlp):
@@ -77,4 +84,52 @@ def test_scalar_regression_labels_are_refused(nnx_mlp):
 
     reg = dataclasses.replace(nnx_mlp, output_kind="regression")
     with pytest.raises(ValueError, match=r"expected 2 regression labels"):
-        targets.resolve(reg, "loss", 2, labels=1.0)
+        _resolve(reg, "loss", 2, 1.0)
+
+
+def test_all_is_refused_unless_allowed(linen_cnn):
+    with pytest.raises(ValueError, match="target='all' is not supported"):
+        targets.resolve(linen_cnn, "all", 2)
+    assert targets.resolve(linen_cnn, "all", 2, allow_all=True).all_outputs
+
+
+def test_bound_target_rows_and_tile_slice_the_per_row_data(linen_cnn, outs):
+    t = targets.resolve(linen_cnn, np.array([2, 0]), 2)
+    np.testing.assert_array_equal(t.rows(np.array([1, 1, 0])).aux, [0, 0, 2])
+    np.testing.assert_array_equal(t.tile(2).aux, [2, 0, 2, 0])
+
+
+def _exact_ce_gradient(z: np.ndarray, y: int) -> np.ndarray:
+    """``softmax(z) - onehot(y)`` in float64 with the true-class entry as ``-Σ_{k≠y} p_k`` (no cancellation)."""
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    g = p.copy()
+    g[:, y] = -np.delete(p, y, axis=1).sum(axis=1)
+    return g
+
+
+def test_cross_entropy_gradient_is_exact_when_the_true_class_saturates():
+    # p_y rounds to 1 in float32; the textbook form's gradient entry p_y - 1 would be exactly 0.
+    z = jnp.array([[19.5, 0.0, -1.0, -3.0]], jnp.float32)
+    y = jnp.array([0])
+    g = jax.grad(lambda z: targets.cross_entropy(z, y).sum())(z)
+    np.testing.assert_allclose(g, _exact_ce_gradient(np.asarray(z, np.float64), 0), rtol=1e-5)
+    assert float(g[0, 0]) < 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gap=st.floats(0.0, 80.0),
+    rest=st.lists(st.floats(-5.0, 5.0), min_size=2, max_size=6),
+    label=st.integers(0, 6),
+)
+def test_cross_entropy_float32_gradient_matches_float64(gap, rest, label):
+    """Relative 1e-5 (max-norm) against float64 for logit gaps up to 80: below e^-87 float32 has no normal numbers."""
+    k = len(rest) + 1
+    y = label % k
+    z = np.insert(np.asarray(rest, np.float64), y, max(rest) + gap)[None].astype(np.float32)
+    g32 = np.asarray(jax.grad(lambda z: targets.cross_entropy(z, jnp.array([y])).sum())(jnp.asarray(z)))
+    g64 = _exact_ce_gradient(z.astype(np.float64), y)
+    scale = np.abs(g64).max()
+    assert np.abs(g32 - g64).max() <= 1e-5 * scale + 1e-44
+    assert g32[0, y] < 0  # never cancels to 0

@@ -97,3 +97,20 @@ def test_no_pickle_in_the_code_base():
     ]
     assert offenders == []
     assert jnp is not None
+
+
+def test_shipped_checkpoint_with_a_flipped_byte_fails_naming_the_file(tmp_path):
+    import re
+    import shutil
+
+    from models import registry
+
+    src = registry.SPECS["breast_cancer_mlp"].checkpoint_path
+    path = tmp_path / src.name
+    shutil.copyfile(src, path)
+    shutil.copyfile(src.with_suffix(".json"), path.with_suffix(".json"))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=re.escape(str(path)) + ": sha256 .* does not match the metadata"):
+        registry.load("breast_cancer_mlp", checkpoint_path=path)

@@ -109,7 +109,7 @@ def test_input_gradients_of_shipped_models_match_central_differences(name, make_
         x = 1e-4 + (1 - 2e-4) * np.asarray(test.x[rows], np.float64) + 0.5e-4 * u  # stays inside [0, 1]
         target = make_target(bundle)
         g = np.asarray(explain.input_gradients(model, x, target=target).values)
-        fn, aux, _ = explain.targets.resolve(model, target, 2)
+        bound = explain.targets.resolve(model, target, 2)
         rng = np.random.default_rng(0)
         d = x[0].size
         coords = np.eye(d) if d <= 64 else np.eye(d)[rng.choice(d, 48, replace=False)]
@@ -121,10 +121,7 @@ def test_input_gradients_of_shipped_models_match_central_differences(name, make_
         @jax.jit
         def f(points):  # target of sample 0 at each point, sample 1 held fixed
             batch = jnp.stack([points, jnp.broadcast_to(x[1], points.shape)], axis=1).reshape(-1, *x.shape[1:])
-            return fn(
-                model.apply(model.params, batch),
-                jnp.tile(aux, points.shape[0]) if aux is not None and np.ndim(aux) else aux,
-            )[0::2]
+            return bound.tile(points.shape[0])(model.apply(model.params, batch))[0::2]
 
         fd = (np.asarray(f(x[0] + eps * dirs)) - np.asarray(f(x[0] - eps * dirs))) / (2 * eps)
         analytic = dirs.reshape(len(dirs), -1) @ g[0].ravel()

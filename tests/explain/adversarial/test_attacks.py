@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from testlib import to_float64
 
 import explain
+from explain import chunking
 from explain.adversarial import attacks as A
 from explain.adversarial import bim, fgsm, pgd, sweep
 from explain.targets import resolve
@@ -44,12 +46,19 @@ def cached_linear(shape, k=3):
 
 
 def ce_grad(model, x, labels):
-    """Closed-form ∂CE/∂x of the linear model."""
+    """Closed-form ∂CE/∂x = Wᵀ(softmax − onehot) of the linear model, in float64.
+
+    The label's entry ``p_y − 1`` is computed as ``−Σ_{k≠y} p_k``: on a saturated example
+    ``p_y`` rounds to 1 even in float64 and ``p_y − 1`` to 0, and the float32 loss
+    (:func:`explain.targets.cross_entropy`) is exact there.
+    """
     w, b = (np.asarray(model.params[n], np.float64) for n in ("w", "b"))
     z = x.reshape(len(x), -1) @ w + b
     p = np.exp(z - z.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
-    p[np.arange(len(x)), labels] -= 1
+    rows = np.arange(len(x))
+    p[rows, labels] = 0.0
+    p[rows, labels] = -p.sum(1)
     return (p @ w.T).reshape(x.shape)
 
 
@@ -72,11 +81,11 @@ def test_pgd_stays_in_ball_and_range_and_never_below_clean_loss(shape, eps, step
     x = rng.uniform(0, 1, size=(n, *shape)).astype(np.float32)
     x[:, ..., 0] = rng.choice([0.0, 1.0], size=x[:, ..., 0].shape)  # pixels on the range's edges
     r = pgd(model, x, eps=eps, key=jax.random.key(seed), steps=steps, norm=norm)
-    delta = np.asarray(r.clipped, np.float64) - x
+    delta = np.asarray(r.x_adv, np.float64) - x
     assert np.all(A.perturbation_norm(jnp.asarray(delta), norm) <= eps + 1e-6)
-    assert r.clipped.min() >= 0.0 and r.clipped.max() <= 1.0
-    labels = np.asarray(jnp.argmax(r.logits_clean, 1))
-    assert np.all(ce(model, np.asarray(r.clipped), labels) >= ce(model, x, labels) - 1e-5)
+    assert r.x_adv.min() >= 0.0 and r.x_adv.max() <= 1.0
+    labels = np.asarray(jnp.argmax(r.outputs_clean, 1))
+    assert np.all(ce(model, np.asarray(r.x_adv), labels) >= ce(model, x, labels) - 1e-5)
 
 
 @settings(max_examples=25, deadline=None)
@@ -86,11 +95,11 @@ def test_fgsm_in_ball_and_range_and_equals_eps_sign_grad_where_not_clipped(shape
     model = cached_linear(shape)
     x = np.random.default_rng(seed).uniform(0, 1, size=(n, *shape)).astype(np.float32)
     r = fgsm(model, x, eps=eps, norm=norm)
-    labels = np.asarray(jnp.argmax(r.logits_clean, 1))
+    labels = np.asarray(jnp.argmax(r.outputs_clean, 1))
     g = ce_grad(model, x.astype(np.float64), labels)
-    delta = np.asarray(r.clipped, np.float64) - x
+    delta = np.asarray(r.x_adv, np.float64) - x
     assert np.all(np.asarray(r.norms) <= eps + 1e-6)
-    assert r.clipped.min() >= 0.0 and r.clipped.max() <= 1.0
+    assert r.x_adv.min() >= 0.0 and r.x_adv.max() <= 1.0
     free = (np.asarray(r.raw) >= 0) & (np.asarray(r.raw) <= 1)
     if norm == "linf":
         expected = eps * np.sign(g)
@@ -105,25 +114,25 @@ def test_fgsm_matches_finite_differences_in_float64(linen_cnn):
         m = to_float64(linen_cnn)
         x = np.asarray(jax.random.uniform(jax.random.key(3), (2, 8, 8, 3), jnp.float64)) * 0.5 + 0.25
         r = fgsm(m, x, eps=0.01)
-        y = np.asarray(jnp.argmax(r.logits_clean, 1))
-        fn, aux, _ = resolve(m, "loss", 2, labels=y)
+        y = np.asarray(jnp.argmax(r.outputs_clean, 1))
+        loss = resolve(m, "loss", 2, labels=y)
         for i in range(2):
             from testlib import central_difference
 
-            f = jax.jit(lambda xi, i=i: fn(m.apply(m.params, xi[None]), aux[i : i + 1])[0])
+            f = jax.jit(lambda xi, i=i: loss.rows(slice(i, i + 1))(m.apply(m.params, xi[None]))[0])
             gi = central_difference(f, x[i])
             big = np.abs(gi) > 1e-7  # the sign of a vanishing coordinate is noise
-            np.testing.assert_array_equal(np.sign(np.asarray(r.clipped[i]) - x[i])[big], np.sign(gi)[big])
+            np.testing.assert_array_equal(np.sign(np.asarray(r.x_adv[i]) - x[i])[big], np.sign(gi)[big])
 
 
 def test_targeted_fgsm_lowers_the_loss_towards_the_target():
     m = linear_model((3, 3, 2), k=4, value_range=None)
     x = np.random.default_rng(1).uniform(0, 1, (6, 3, 3, 2)).astype(np.float32)
     t = np.array([0, 1, 2, 3, 0, 1])
-    r = fgsm(m, x, eps=0.05, targets=t)
+    r = fgsm(m, x, eps=0.05, goal=t)
     g = ce_grad(m, x.astype(np.float64), t)
-    np.testing.assert_allclose(np.asarray(r.clipped) - x, -0.05 * np.sign(g), atol=1e-6)
-    assert np.all(ce(m, np.asarray(r.clipped), t) < ce(m, x, t))
+    np.testing.assert_allclose(np.asarray(r.x_adv) - x, -0.05 * np.sign(g), atol=1e-6)
+    assert np.all(ce(m, np.asarray(r.x_adv), t) < ce(m, x, t))
 
 
 def test_l2_step_is_per_example_and_of_length_alpha():
@@ -132,13 +141,10 @@ def test_l2_step_is_per_example_and_of_length_alpha():
     m = linear_model((4, 4, 1), k=3, value_range=None)
     x = np.random.default_rng(0).normal(size=(3, 4, 4, 1)).astype(np.float32)
     x[1] *= 40.0  # a saturated example: a gradient whose squares underflow in float32
-    y = np.asarray(jnp.argmax(m.apply(m.params, jnp.asarray(x)), 1))
-    fn, aux, _ = resolve(m, "loss", 3, labels=y)
+    y = jnp.argmax(m.apply(m.params, jnp.asarray(x)), 1)
     cfg = A.AttackConfig("pgd", norm="l2", steps=1, rel_step_size=1.0, random_start=False, keep_best=False)
-    eps = jnp.full((3,), 0.5)
-    res = A.pgd_pure(
-        m.apply, fn, m.params, jnp.asarray(x), aux, eps, jax.random.split(jax.random.key(0), 3), config=cfg
-    )
+    res = A.pgd_core(m.apply, m.params, jnp.asarray(x), labels=y, eps=0.5, config=cfg)
+    y = np.asarray(y)
     delta = np.asarray(res.x_adv) - x
     np.testing.assert_allclose(np.linalg.norm(delta.reshape(3, -1), axis=1), 0.5, rtol=1e-5)
     g = ce_grad(m, x.astype(np.float64), y)
@@ -151,8 +157,7 @@ def test_random_start_inside_ball_and_range(norm):
     # CleverHans mistake: the random start was drawn in the ball but not clipped to the input range.
     x = jnp.concatenate([jnp.zeros((50, 6, 6, 1)), jnp.ones((50, 6, 6, 1))])
     eps = jnp.full((100,), 0.3 if norm == "linf" else 2.0)
-    keys = jax.random.split(jax.random.key(0), 100)
-    delta = jax.jit(A.random_start, static_argnums=3)(keys, x, eps, norm)
+    delta = jax.jit(A.random_start, static_argnums=4)(jax.random.key(0), jnp.arange(100), x, eps, norm)
     assert np.all(A.perturbation_norm(delta, norm) <= eps + 1e-6)
     assert np.all(A.perturbation_norm(delta, norm) > 0)
     x0 = A.constrain(x, x + delta, eps, norm, (0.0, 1.0))
@@ -166,22 +171,27 @@ def test_num_classes_read_from_model_not_from_labels():
     # CleverHans mistake: the class count came from the batch's labels.
     m = linear_model((4,), k=5)
     x = np.random.default_rng(0).uniform(0, 1, (4, 4)).astype(np.float32)
-    r = fgsm(m, x, eps=0.1, labels=np.array([0, 1, 0, 1]), targets=None)
-    assert r.logits_adv.shape == (4, 5)
-    fgsm(m, x, eps=0.1, targets=np.array([4, 4, 4, 4]))  # class 4 exists although no label is 4
+    r = fgsm(m, x, eps=0.1, labels=np.array([0, 1, 0, 1]), goal=None)
+    assert r.outputs_adv.shape == (4, 5)
+    fgsm(m, x, eps=0.1, goal=np.array([4, 4, 4, 4]))  # class 4 exists although no label is 4
     with pytest.raises(ValueError, match="class index 5 out of range; model 'linear5' has 5 classes"):
-        fgsm(m, x, eps=0.1, targets=5)
+        fgsm(m, x, eps=0.1, goal=5)
 
 
 def test_labels_default_to_predictions_and_source_is_stated():
     m = cached_linear((4,))
     x = np.random.default_rng(0).uniform(0, 1, (5, 4)).astype(np.float32)
-    s = sweep(m, x, [0.1], config=A.AttackConfig("fgsm"))
-    assert s.label_source == "predictions"
-    np.testing.assert_array_equal(s.labels, jnp.argmax(s.results[0].logits_clean, 1))
+    s = sweep(m, x, eps=[0.1], config=A.AttackConfig("fgsm"))
+    assert s.label_source == "predictions" and not s.targeted and s.goal is None
+    np.testing.assert_array_equal(s.labels, jnp.argmax(s.results[0].outputs_clean, 1))
     y = np.array([0, 1, 2, 0, 1])
-    assert sweep(m, x, [0.1], config=A.AttackConfig("fgsm"), labels=y).label_source == "labels"
-    assert sweep(m, x, [0.1], config=A.AttackConfig("fgsm"), targets=y).targeted
+    assert sweep(m, x, eps=[0.1], config=A.AttackConfig("fgsm"), labels=y).label_source == "labels"
+    t = sweep(m, x, eps=[0.1], config=A.AttackConfig("fgsm"), goal=y)
+    assert t.targeted and t.label_source == "goal" and t.labels is None
+    np.testing.assert_array_equal(t.goal, y)
+    host = t.to_numpy()  # the same result with NumPy leaves, static fields kept
+    assert isinstance(host.results[0].x_adv, np.ndarray) and isinstance(host.goal, np.ndarray)
+    assert host.eps == (0.1,) and host.config == t.config and host.results[0].eps == 0.1
 
 
 def test_restarts_keep_the_worst_case_per_example():
@@ -189,48 +199,87 @@ def test_restarts_keep_the_worst_case_per_example():
     x = np.random.default_rng(2).uniform(0, 1, (3, 3, 3, 2)).astype(np.float32)
     one = pgd(m, x, eps=0.1, key=jax.random.key(5), steps=3, restarts=1)
     three = pgd(m, x, eps=0.1, key=jax.random.key(5), steps=3, restarts=3)
-    y = np.asarray(jnp.argmax(one.logits_clean, 1))
+    y = np.asarray(jnp.argmax(one.outputs_clean, 1))
     s1, s3 = np.asarray(one.success), np.asarray(three.success)
     assert np.all(s3 >= s1)
     same = s1 == s3
-    assert np.all(ce(m, np.asarray(three.clipped), y)[same] >= ce(m, np.asarray(one.clipped), y)[same] - 1e-6)
+    assert np.all(ce(m, np.asarray(three.x_adv), y)[same] >= ce(m, np.asarray(one.x_adv), y)[same] - 1e-6)
 
 
 def test_same_key_same_result_whatever_the_chunking():
     m = cached_linear((3, 3, 2))
     x = np.random.default_rng(3).uniform(0, 1, (5, 3, 3, 2)).astype(np.float32)
-    a = pgd(m, x, eps=0.1, key=jax.random.key(1), steps=3, batch_size=5)
-    b = pgd(m, x, eps=0.1, key=jax.random.key(1), steps=3, batch_size=3)
-    np.testing.assert_allclose(a.clipped, b.clipped, atol=1e-6)
-    c = pgd(m, x, eps=0.1, key=jax.random.key(2), steps=3, batch_size=5)
-    assert not np.allclose(a.clipped, c.clipped)
+    two_rows = 2 * chunking.row_bytes(m)  # chunks of 2, 2 and 1 (padded) rows
+    assert chunking.rows_per_chunk(m, memory_budget=two_rows) == 2
+    # small steps, so the random start still shows at the end (large ones all reach the same corner)
+    kw = dict(eps=0.1, steps=3, restarts=2, rel_step_size=0.1)
+    a = pgd(m, x, key=jax.random.key(1), **kw)
+    b = pgd(m, x, key=jax.random.key(1), memory_budget=two_rows, **kw)
+    np.testing.assert_allclose(a.x_adv, b.x_adv, atol=1e-6)
+    np.testing.assert_array_equal(a.success, b.success)
+    c = pgd(m, x, key=jax.random.key(2), **kw)
+    assert not np.allclose(a.x_adv, c.x_adv)
 
 
 def test_bim_is_deterministic_and_moves_within_budget():
     m = cached_linear((3, 3, 2))
     x = np.random.default_rng(4).uniform(0, 1, (4, 3, 3, 2)).astype(np.float32)
     a, b = bim(m, x, eps=0.05, steps=3), bim(m, x, eps=0.05, steps=3)
-    np.testing.assert_array_equal(a.clipped, b.clipped)
+    np.testing.assert_array_equal(a.x_adv, b.x_adv)
     assert np.all(np.asarray(a.norms) <= 0.05 + 1e-6)
 
 
 def test_training_perturbation_runs_inside_jit():
     m = cached_linear((3, 3, 2))
-    fn, _, _ = resolve(m, "loss", 1, labels=np.zeros(1, int))
     cfg = A.AttackConfig("pgd", steps=1, rel_step_size=1.25, random_start=True)  # FGSM-RS
-    perturb = A.perturbation(m.apply, fn, eps=0.1, config=cfg, value_range=(0.0, 1.0))
+    perturb = functools.partial(A.perturb, m.apply, eps=0.1, config=cfg, value_range=(0.0, 1.0))
     x = jnp.asarray(np.random.default_rng(5).uniform(0, 1, (8, 3, 3, 2)), jnp.float32)
     xa = jax.jit(perturb)(m.params, x, jnp.zeros(8, jnp.int32), jax.random.key(0))
     assert np.all(A.perturbation_norm(xa - x, "linf") <= 0.1 + 1e-6) and xa.min() >= 0 and xa.max() <= 1
     assert not np.allclose(xa, x)
 
 
+def test_pure_cores_inside_jit_match_the_public_attacks():
+    # the pure cores, traced whole inside a user's jit, give the public (chunked, step-looped) result
+    m = cached_linear((3, 3, 2))
+    x = np.random.default_rng(6).uniform(0, 1, (4, 3, 3, 2)).astype(np.float32)
+    y = np.array([0, 1, 2, 0])
+    cfg = A.AttackConfig("pgd", steps=3)
+    core = jax.jit(functools.partial(A.pgd_core, m.apply, config=cfg, value_range=(0.0, 1.0)))
+    # the public attack's restart r starts from fold_in(key, r)
+    res = core(m.params, jnp.asarray(x), labels=jnp.asarray(y), eps=0.1, key=jax.random.fold_in(jax.random.key(3), 0))
+    pub = pgd(m, x, eps=0.1, key=jax.random.key(3), steps=3, labels=y)
+    np.testing.assert_allclose(res.x_adv, pub.x_adv, atol=1e-6)
+    np.testing.assert_array_equal(res.success, pub.success)
+    assert res.trace.shape == (4, 3 + 1)
+    f = jax.jit(functools.partial(A.fgsm_core, m.apply, value_range=(0.0, 1.0)))(
+        m.params, jnp.asarray(x), goal=jnp.asarray(y), eps=0.1
+    )
+    np.testing.assert_allclose(f.x_adv, fgsm(m, x, eps=0.1, goal=y).x_adv, atol=1e-6)
+
+
+def test_a_custom_objective_is_ascended():
+    # target= replaces the loss: here the margin of the runner-up class over the label (CW-style)
+    m = cached_linear((3, 3, 2))
+    x = np.random.default_rng(7).uniform(0, 1, (5, 3, 3, 2)).astype(np.float32)
+    y = np.asarray(jnp.argmax(m.apply(m.params, jnp.asarray(x)), 1))
+
+    def margin(out):
+        z_y = jnp.take_along_axis(out, jnp.asarray(y)[:, None], axis=1)[:, 0]
+        return jnp.max(jnp.where(jax.nn.one_hot(y, out.shape[1], dtype=bool), -jnp.inf, out), axis=1) - z_y
+
+    r = pgd(m, x, eps=0.05, key=jax.random.key(0), steps=5, target=margin, labels=y)
+    before = np.asarray(margin(m.apply(m.params, jnp.asarray(x))))
+    after = np.asarray(margin(m.apply(m.params, r.x_adv)))
+    assert np.all(after >= before - 1e-6) and np.any(after > before + 1e-3)
+
+
 def test_no_range_means_no_clipping():
     m = linear_model((4,), value_range=None)
     x = np.ones((2, 4), np.float32)
     r = fgsm(m, x, eps=0.5)
-    np.testing.assert_array_equal(r.raw, r.clipped)
-    assert float(np.abs(np.asarray(r.clipped) - x).max()) == pytest.approx(0.5)
+    np.testing.assert_array_equal(r.raw, r.x_adv)
+    assert float(np.abs(np.asarray(r.x_adv) - x).max()) == pytest.approx(0.5)
 
 
 def test_bad_input_raises_before_compiling():
@@ -242,22 +291,32 @@ def test_bad_input_raises_before_compiling():
     with pytest.raises(ValueError, match="unknown norm 'l1'; expected one of"):
         pgd(m, x, eps=0.1, key=key, norm="l1")
     with pytest.raises(ValueError, match="class index 3 out of range; model 'linear3' has 3 classes"):
-        fgsm(m, x, eps=0.1, targets=np.array([0, 3]))
+        fgsm(m, x, eps=0.1, goal=np.array([0, 3]))
     with pytest.raises(ValueError, match="class index -1 out of range"):
         fgsm(m, x, eps=0.1, labels=np.array([-1, 0]))
     reg = dataclasses.replace(m, output_kind="regression")
     with pytest.raises(ValueError, match="need a classification model .* 'linear3' is a regression model"):
         pgd(reg, x, eps=0.1, key=key)
     with pytest.raises(ValueError, match="not both"):
-        fgsm(m, x, eps=0.1, labels=np.array([0, 1]), targets=np.array([1, 0]))
+        fgsm(m, x, eps=0.1, labels=np.array([0, 1]), goal=np.array([1, 0]))
     with pytest.raises(ValueError, match="needs an explicit key"):
         pgd(m, x, eps=0.1, key=None)
     with pytest.raises(ValueError, match="expected steps >= 1"):
         pgd(m, x, eps=0.1, key=key, steps=0)
     with pytest.raises(ValueError, match=r"expected x of shape \(N, 4\)"):
         fgsm(m, np.zeros((2, 5), np.float32), eps=0.1)
-    with pytest.raises(ValueError, match="expected eps as a number or a non-empty list"):
-        sweep(m, x, [], config=A.AttackConfig("fgsm"))
+    with pytest.raises(ValueError, match="expected eps as a non-empty sequence"):
+        sweep(m, x, eps=[], config=A.AttackConfig("fgsm"))
+    with pytest.raises(TypeError, match="eps"):
+        fgsm(m, x, eps=[0.1, 0.2])
+    with pytest.raises(TypeError, match="key"):  # "expected key to be a jax.random.key" (or the type checker's)
+        pgd(m, x, eps=0.1, key=0)
+    with pytest.raises(ValueError, match="memory_budget"):
+        fgsm(m, x, eps=0.1, memory_budget=0)
+    with pytest.raises(TypeError, match="x with a floating dtype"):
+        fgsm(m, x.astype(np.uint8), eps=0.1)
+    with pytest.raises(ValueError, match="target='all' is not supported"):
+        fgsm(m, x, eps=0.1, target="all")
 
 
 @pytest.mark.filterwarnings("ignore:x has values")
@@ -265,18 +324,18 @@ def test_fgsm_stays_in_the_ball_even_for_out_of_range_inputs():
     m = cached_linear((4, 4, 1))
     x = np.random.default_rng(3).uniform(0.5, 1.5, (6, 4, 4, 1)).astype(np.float32)  # half outside [0, 1]
     r = fgsm(m, x, eps=0.05)
-    assert float(np.abs(np.asarray(r.clipped) - x).max()) <= 0.05 + 1e-6
+    assert float(np.abs(np.asarray(r.x_adv) - x).max()) <= 0.05 + 1e-6
 
 
 def test_keep_best_false_is_refused_by_the_public_sweep():
     m = cached_linear((4, 4, 1))
     with pytest.raises(ValueError, match="keep_best=True"):
-        sweep(m, np.zeros((2, 4, 4, 1), np.float32), [0.1], config=A.AttackConfig("pgd", steps=2, keep_best=False))
+        sweep(m, np.zeros((2, 4, 4, 1), np.float32), eps=[0.1], config=A.AttackConfig("pgd", steps=2, keep_best=False))
 
 
 def test_eps_zero_runs_the_attack_and_returns_the_input(key):
     m = cached_linear((4, 4, 1))
     x = np.random.default_rng(4).uniform(size=(5, 4, 4, 1)).astype(np.float32)
-    s = sweep(m, x, [0.0], config=A.AttackConfig("pgd", steps=3), key=key)
-    np.testing.assert_array_equal(np.asarray(s.results[0].clipped), x)
+    s = sweep(m, x, eps=[0.0], config=A.AttackConfig("pgd", steps=3), key=key)
+    np.testing.assert_array_equal(np.asarray(s.results[0].x_adv), x)
     assert not np.asarray(s.results[0].success).any()

@@ -16,22 +16,27 @@ FGSM, PGD5 = AttackConfig("fgsm"), AttackConfig("pgd", steps=5)
 
 @pytest.fixture(scope="module")
 def shapes():
-    models = pytest.importorskip("models")
+    import models
+
     b = models.load("shapes_cnn")
     return b.model, b.dataset.test.x[:512], b.dataset.test.y[:512]
 
 
-def test_pgd20_at_most_fgsm_on_512_shapes(shapes):
+def test_pgd20_at_most_fgsm_on_128_shapes(shapes):
+    # 128 images keep the suite fast (PGD-20 costs 20 gradients per image) with a wide margin:
+    # measured at ε = 2/255 (exact float32 loss), clean 0.977, FGSM 0.695, PGD-20 0.578 on these
+    # 128 (0.980, 0.723, 0.563 on 512). One ε: the full grid is the command line's report.
     model, x, y = shapes
-    eps = [2 / 255]  # the full grid is the command line's report; one ε keeps the suite fast
-    f = sweep(model, x, eps, config=FGSM, keep_inputs=False)
-    p = sweep(model, x, eps, config=AttackConfig("pgd", steps=20), key=jax.random.key(0), keep_inputs=False)
+    x, y = x[:128], y[:128]
+    eps = [2 / 255]
+    f = sweep(model, x, eps=eps, config=FGSM, keep_inputs=False)
+    p = sweep(model, x, eps=eps, config=AttackConfig("pgd", steps=20), key=jax.random.key(0), keep_inputs=False)
     for rf, rp in zip(f.results, p.results):
-        acc_f = float(np.mean(np.argmax(rf.logits_adv, 1) == y))
-        acc_p = float(np.mean(np.argmax(rp.logits_adv, 1) == y))
+        acc_f = float(np.mean(np.argmax(rf.outputs_adv, 1) == y))
+        acc_p = float(np.mean(np.argmax(rp.outputs_adv, 1) == y))
         assert acc_p <= acc_f
-        assert acc_p < float(np.mean(np.argmax(rf.logits_clean, 1) == y))
-        trace = np.asarray(rp.loss_trace)
+        assert acc_p < float(np.mean(np.argmax(rf.outputs_clean, 1) == y))
+        trace = np.asarray(rp.objective_trace)
         assert trace[-1] > trace[0]  # the loss rises along the attack
 
 
@@ -40,7 +45,7 @@ def test_sanity_checks_pass_on_shapes_and_files_are_written(shapes, tmp_path):
     rep = evaluate_robustness(
         model,
         x[:64],
-        y[:64],
+        labels=y[:64],
         attacks={"fgsm": FGSM, "pgd": PGD5},
         eps=[0, 8 / 255],
         key=jax.random.key(0),
@@ -80,7 +85,9 @@ def _check(rep, name):
 
 def test_probability_outputs_and_saturation_are_flagged():
     probs = _toy(lambda p, x: jax.nn.softmax(50.0 * x @ p["w"], axis=1))
-    rep = evaluate_robustness(probs, X, Y, attacks={"fgsm": FGSM, "pgd": PGD5}, eps=[0, 0.05], key=jax.random.key(0))
+    rep = evaluate_robustness(
+        probs, X, labels=Y, attacks={"fgsm": FGSM, "pgd": PGD5}, eps=[0, 0.05], key=jax.random.key(0)
+    )
     assert _check(rep, "outputs_are_logits").passed is False
     assert "probabilities" in _check(rep, "outputs_are_logits").detail
 
@@ -89,7 +96,9 @@ def test_zero_gradients_and_masking_are_flagged():
     # a quantised input: the gradient is zero almost everywhere, so attacks cannot move
     masked = _toy(lambda p, x: jnp.round(x * 2) / 2 @ p["w"])
     y = np.asarray(jnp.argmax(masked.apply(masked.params, X), 1))  # clean accuracy 1: only the attack can lower it
-    rep = evaluate_robustness(masked, X, y, attacks={"fgsm": FGSM, "pgd": PGD5}, eps=[0, 0.05], key=jax.random.key(0))
+    rep = evaluate_robustness(
+        masked, X, labels=y, attacks={"fgsm": FGSM, "pgd": PGD5}, eps=[0, 0.05], key=jax.random.key(0)
+    )
     assert _check(rep, "no_zero_gradients").passed is False
     assert _check(rep, "large_eps_reaches_chance").passed is False
     assert _check(rep, "loss_rises").passed is False
@@ -113,7 +122,9 @@ def test_ordering_checks_fail_when_the_table_is_wrong():
 
 def test_label_source_ground_truth_is_reported():
     m = _toy(lambda p, x: x @ p["w"])
-    rep = evaluate_robustness(m, X, Y, attacks={"fgsm": FGSM}, eps=[0.05], key=jax.random.key(0), label_source="labels")
+    rep = evaluate_robustness(
+        m, X, labels=Y, attacks={"fgsm": FGSM}, eps=[0.05], key=jax.random.key(0), label_source="labels"
+    )
     assert rep.label_source == "labels" and all(r.label_source == "labels" for r in rep.rows)
     assert "ground truth" in _check(rep, "label_source").detail
     assert _check(rep, "iterative_beats_single_step").passed is None
@@ -122,19 +133,28 @@ def test_label_source_ground_truth_is_reported():
 def test_evaluation_errors():
     m = _toy(lambda p, x: x @ p["w"])
     with pytest.raises(ValueError, match="unknown label_source 'truth'"):
-        evaluate_robustness(m, X, Y, attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0), label_source="truth")
-    with pytest.raises(ValueError, match=r"expected y of shape \(12,\)"):
-        evaluate_robustness(m, X, Y[:3], attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0))
+        evaluate_robustness(
+            m, X, labels=Y, attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0), label_source="truth"
+        )
+    with pytest.raises(ValueError, match=r"expected labels of shape \(12,\)"):
+        evaluate_robustness(m, X, labels=Y[:3], attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0))
     with pytest.raises(ValueError, match="at least one attack"):
-        evaluate_robustness(m, X, Y, attacks={}, eps=[0.1], key=jax.random.key(0))
+        evaluate_robustness(m, X, labels=Y, attacks={}, eps=[0.1], key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"expected integer classes in 0\.\."):
-        evaluate_robustness(m, X, Y + 100, attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0))
+        evaluate_robustness(m, X, labels=Y + 100, attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0))
     with pytest.raises(ValueError, match=r"expected integer classes"):
-        evaluate_robustness(m, X, Y.astype(np.float32), attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0))
+        evaluate_robustness(m, X, labels=Y.astype(np.float32), attacks={"fgsm": FGSM}, eps=[0.1], key=jax.random.key(0))
+    with pytest.raises(ValueError, match="keep_best=True"):
+        evaluate_robustness(
+            m, X, labels=Y, attacks={"pgd": AttackConfig("pgd", keep_best=False)}, eps=[0.1], key=jax.random.key(0)
+        )
+    with pytest.raises(TypeError, match="key"):
+        evaluate_robustness(m, X, labels=Y, attacks={"fgsm": FGSM}, eps=[0.1], key=0)
 
 
 def test_robust_checkpoint_metadata_matches_its_weights():
-    models = pytest.importorskip("models")
+    import models
+
     b = models.load("shapes_cnn_robust")
     rob = b.metadata["robustness"]
     assert b.metadata["adversarial_training"]["eps"] == rob["eps"]

@@ -21,7 +21,6 @@ def test_parse_eps_and_attacks():
 
 
 def test_command_writes_table_and_plot(tmp_path, capsys):
-    pytest.importorskip("models")
     from explain.__main__ import main
 
     rc = main(
@@ -37,6 +36,8 @@ def test_command_writes_table_and_plot(tmp_path, capsys):
             "24",
             "--steps",
             "3",
+            "--memory-budget",
+            "64M",
             "--out",
             str(tmp_path),
         ]
@@ -49,10 +50,28 @@ def test_command_writes_table_and_plot(tmp_path, capsys):
     assert "sanity checks:" in out.out and "attack labels: predictions" in out.out
 
 
-def test_bad_arguments_are_refused_before_loading(capsys):
+def test_bad_arguments_are_refused_before_loading(capsys, monkeypatch):
+    from explain import specs
     from explain.__main__ import main
 
-    assert main(["robustness", "--model", "shapes_cnn", "--batch-size", "0"]) == 2
-    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # argparse: usage and status 2
+        main(["robustness", "--model", "shapes_cnn", "--memory-budget", "0"])
+    assert info.value.code == 2
+    assert "--memory-budget: expected a positive number of bytes" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # the flag names the library's label_source choices
+        main(["robustness", "--model", "shapes_cnn", "--label-source", "ground-truth"])
+    assert info.value.code == 2 and "invalid choice: 'ground-truth'" in capsys.readouterr().err
+    monkeypatch.setattr(specs, "resolve", lambda spec: pytest.fail("resolved the model before checking --steps"))
+    assert main(["robustness", "--model", "shapes_cnn", "--steps", "0"]) == 2
+    assert "--steps, --restarts and --n must be >= 1" in capsys.readouterr().err
+    monkeypatch.undo()
     assert main(["robustness", "--model", "resnet"]) == 2
-    assert "unknown model 'resnet'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown model 'resnet'" in err and "'shapes_cnn'" in err and err.count("\n") == 1  # one line
+
+
+def test_a_regression_model_is_refused(capsys):
+    from explain.__main__ import main
+
+    assert main(["robustness", "--model", "friedman1_mlp"]) == 2
+    assert "friedman1_mlp is a regression model" in capsys.readouterr().err

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
-pytest.importorskip("models")
-
-from explain.__main__ import main  # noqa: E402
+from explain.__main__ import main
 
 
 def test_sensitivity_command_prints_table_and_writes_csv_and_png(tmp_path, capsys):
     out, png = tmp_path / "r.csv", tmp_path / "bars.png"
-    argv = ["sensitivity", "--model", "friedman1_mlp", "--method", "grad", "--top", "10", "--out", str(out)]
-    rc = main([*argv, "--plot", str(png), "--repeats", "3"])
+    argv = ["sensitivity", "--model", "friedman1_mlp", "--method", "vanilla_gradient", "--top", "10", "--out", str(out)]
+    rc = main([*argv, "--plot", str(png), "--permutation-samples", "3"])
     assert rc == 0
     text = capsys.readouterr().out
-    assert "[grad]" in text and "95% interval" in text and "Spearman vs permutation importance" in text
-    assert "[permutation]" in text and text.count("Global sensitivity of") == 1  # one header for both tables
+    assert "[vanilla_gradient]" in text and "95% interval" in text and "Spearman vs permutation importance" in text
+    assert "[permutation_importance]" in text and text.count("Global sensitivity of") == 1  # one header for both
     frame = pd.read_csv(out, comment="#")
-    top5 = set(frame[frame.method == "grad"].head(5)["feature"])
+    top5 = set(frame[frame.method == "vanilla_gradient"].head(5)["feature"])
     assert top5 == {"x0", "x1", "x2", "x3", "x4"}
+    assert set(frame.method) == {"vanilla_gradient", "gradient_x_input", "permutation_importance"}
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -29,37 +30,69 @@ def test_image_model_is_refused():
         main(["sensitivity", "--model", "shapes_cnn"])
 
 
+def test_old_method_names_are_gone():
+    with pytest.raises(SystemExit) as info:  # argparse: invalid choice, status 2
+        main(["sensitivity", "--model", "friedman1_mlp", "--method", "grad"])
+    assert info.value.code == 2
+
+
+def test_unknown_model_is_one_line_before_any_work(capsys):
+    assert main(["sensitivity", "--model", "no_such_model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown model 'no_such_model'; shipped names: one of [") and err.count("\n") == 1
+    assert "'friedman1_mlp'" in err
+
+
 @pytest.mark.parametrize(
     ("flags", "match"),
     [
         (["--top", "0"], "--top must be >= 1"),
-        (["--bootstraps", "0"], "--bootstraps must be >= 1"),
+        (["--n-bootstrap", "0"], "--n-bootstrap must be >= 1"),
         (["--rows", "1"], "--rows must be >= 2"),
-        (["--repeats", "-1"], "--repeats must be >= 0"),
-        (["--ig-steps", "0"], "--ig-steps must be >= 1"),
+        (["--permutation-samples", "-1"], "--permutation-samples must be >= 0"),
+        (["--steps", "0"], "--steps must be >= 1"),
         (["--top-k", "0"], "--top-k must be >= 1"),
         (["--out", "r.txt"], r"--out must end in .csv or .json"),
         (["--plot", "bars.jpg"], r"--plot must end in .png"),
+        (["--label-column", "y"], r"--label-column needs --data"),
     ],
 )
 def test_bad_options_exit_before_any_work(flags, match, monkeypatch):
-    from models import registry
+    from explain import specs
 
-    def refuse(name):
-        raise AssertionError("the model was loaded before the options were checked")
+    def refuse(spec):
+        raise AssertionError("the model was resolved before the options were checked")
 
-    monkeypatch.setattr(registry, "load", refuse)
+    monkeypatch.setattr(specs, "resolve", refuse)
     with pytest.raises(SystemExit, match=match):
         main(["sensitivity", "--model", "friedman1_mlp", *flags])
 
 
 def test_ig_uses_the_training_split_means_as_baseline(tmp_path, capsys):
-    import json
-
     out = tmp_path / "r.json"
-    argv = ["sensitivity", "--model", "friedman1_mlp", "--method", "ig", "--rows", "40", "--ig-steps", "4"]
-    assert main([*argv, "--bootstraps", "10", "--repeats", "0", "--out", str(out)]) == 0
-    assert "IG baseline: the training split's feature means" in capsys.readouterr().out
+    argv = ["sensitivity", "--model", "friedman1_mlp", "--method", "integrated_gradients", "--rows", "40"]
+    assert main([*argv, "--steps", "4", "--n-bootstrap", "10", "--permutation-samples", "0", "--out", str(out)]) == 0
+    assert "integrated_gradients baseline: the training split's feature means" in capsys.readouterr().out
     settings = json.loads(out.read_text())["settings"]
-    assert settings["ig_baseline_source"] == "the training split's feature means"
-    assert len(settings["ig_baseline"]["mean of reference"]) == 10
+    assert settings["baseline_source"] == "the training split's feature means"
+    assert len(settings["baseline"]["mean of references"]) == 10
+    assert settings["steps"] == 4 and settings["methods"][0] == "integrated_gradients"
+
+
+def test_a_users_model_file_with_a_csv(tmp_path, capsys, user_models):
+    """A factory in a .py file and rows from --data: no shipped model involved."""
+    rows = tmp_path / "rows.csv"
+    rows.write_text("c,a,b\n" + "\n".join(f"{i % 3},{i},{2 * i % 5}" for i in range(12)) + "\n")
+    out = tmp_path / "r.csv"
+    argv = ["sensitivity", "--model", f"{user_models}:tabular", "--data", str(rows), "--top-k", "2"]
+    argv += ["--method", "gradient_x_input"]
+    assert main([*argv, "--n-bootstrap", "5", "--permutation-samples", "0", "--top", "3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "[gradient_x_input]" in text and "'user_tabular'" in text
+    frame = pd.read_csv(out, comment="#")
+    # The model is 3·a + 1·b + 0·c (its first output), and features are matched by name, not by column order.
+    assert list(frame[frame.method == "vanilla_gradient"]["feature"]) == ["a", "b", "c"]
+    with pytest.raises(SystemExit, match=r"--baseline mean takes the feature means of the training split"):
+        main([*argv[:-1], "integrated_gradients"])
+    assert main([*argv[:-1], "integrated_gradients", "--baseline", "zero", "--n-bootstrap", "5"]) == 0
+    assert "integrated_gradients baseline: zero" in capsys.readouterr().out

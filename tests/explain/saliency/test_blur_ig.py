@@ -1,13 +1,15 @@
-"""Blur IG: exact blur derivative, completeness, the closed form on a linear model."""
+"""Blur IG: exact blur derivative, completeness, the closed form on a linear model, chunking, pure core."""
 
 from __future__ import annotations
 
 import jax
 import numpy as np
 import pytest
-from saliency_testlib import linear_image_model, linear_model
+from saliency_testlib import CompileCounter, images, linear_image_model, linear_model
 
-from explain.saliency.blur_ig import blur_integrated_gradients
+from explain import chunking
+from explain.gradients import prepare
+from explain.saliency.blur_ig import blur_integrated_gradients, blur_integrated_gradients_core
 from explain.saliency.integrated import gaussian_blur
 
 
@@ -15,7 +17,7 @@ def test_gaussian_blur_identity_and_mean_preserving():
     x = jax.random.uniform(jax.random.key(0), (2, 6, 6, 2))
     np.testing.assert_allclose(gaussian_blur(x, 0.0), x, atol=1e-6)
     const = np.full((1, 6, 6, 2), 0.3, np.float32)
-    np.testing.assert_allclose(gaussian_blur(const, 2.0), const, rtol=1e-6)
+    np.testing.assert_allclose(gaussian_blur(jax.numpy.asarray(const), 2.0), const, rtol=1e-6)
 
 
 def test_linear_model_closed_form_and_completeness():
@@ -29,12 +31,58 @@ def test_linear_model_closed_form_and_completeness():
     err = lambda a: np.abs(np.asarray(a.values) - expect).max()  # noqa: E731
     assert err(fine) < err(coarse) / 8 and err(fine) < 2e-3 * np.abs(expect).max() + 1e-4
     assert np.abs(np.asarray(fine.convergence_delta)).max() < 1e-2 * np.abs(expect.sum((1, 2, 3))).max() + 1e-4
+    assert fine.method == "blur_integrated_gradients" and fine.steps.tolist() == [128, 128]
 
 
-def test_errors():
-    with pytest.raises(ValueError, match=r"Blur IG needs image inputs"):
-        blur_integrated_gradients(linear_model(), np.zeros((1, 5), np.float32))
-    with pytest.raises(ValueError, match=r"expected max_sigma > 0"):
-        blur_integrated_gradients(linear_image_model(), np.zeros((1, 6, 6, 2), np.float32), max_sigma=0.0)
-    with pytest.raises(ValueError, match=r"expected steps >= 1, got 0"):
-        blur_integrated_gradients(linear_image_model(), np.zeros((1, 6, 6, 2), np.float32), steps=0)
+def test_memory_budget_does_not_change_the_result(linen_cnn):
+    x = images(3)
+    whole = blur_integrated_gradients(linen_cnn, x, max_sigma=3.0, steps=7)
+    # 2 rows per call: 2 samples (+ a padded 1) x 1 step; 6 rows: 3 samples x 2 steps, last step chunk padded
+    for rows in (2, 6):
+        part = blur_integrated_gradients(
+            linen_cnn, x, max_sigma=3.0, steps=7, memory_budget=rows * chunking.row_bytes(linen_cnn)
+        )
+        np.testing.assert_allclose(part.values, whole.values, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(part.convergence_delta, whole.convergence_delta, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("sqrt", [False, True])
+def test_core_under_jit_and_vmap_equals_the_wrapper(linen_cnn, sqrt):
+    x, cls = images(3), np.array([2, 0, 1])
+    want = blur_integrated_gradients(linen_cnn, x, target=cls, max_sigma=3.0, steps=6, sqrt=sqrt)
+    t = prepare(linen_cnn, x, target=cls).target
+    kw = dict(max_sigma=3.0, steps=6, sqrt=sqrt)
+    core = jax.jit(blur_integrated_gradients_core, static_argnums=0, static_argnames=tuple(kw))
+    got = core(linen_cnn.apply, linen_cnn.params, x, t, **kw)
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.convergence_delta, want.convergence_delta, rtol=1e-4, atol=1e-6)
+    rows_t = jax.tree_util.tree_map(lambda a: a[:, None], t)
+    one = jax.vmap(lambda xi, ti: blur_integrated_gradients_core(linen_cnn.apply, linen_cnn.params, xi, ti, **kw))(
+        x[:, None], rows_t
+    )
+    np.testing.assert_allclose(one.values[:, 0], want.values, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(one.convergence_delta[:, 0], want.convergence_delta, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(one.steps[:, 0], want.steps)
+
+
+def test_target_all_equals_stacked(linen_cnn):
+    x = images(2)
+    a = blur_integrated_gradients(linen_cnn, x, target="all", max_sigma=2.0, steps=4)
+    assert a.values.shape == (2, 3, 8, 8, 3) and a.convergence_delta.shape == (2, 3)
+    for k in range(3):
+        b = blur_integrated_gradients(linen_cnn, x, target=k, max_sigma=2.0, steps=4)
+        np.testing.assert_allclose(a.values[:, k], b.values, rtol=1e-4, atol=1e-7)
+
+
+def test_errors_before_compilation():
+    img, tab, m = np.zeros((1, 6, 6, 2), np.float32), linear_model(), linear_image_model()
+    with CompileCounter() as c:
+        with pytest.raises(ValueError, match=r"blur_integrated_gradients needs image inputs"):
+            blur_integrated_gradients(tab, np.zeros((1, 5), np.float32))
+        with pytest.raises(ValueError, match=r"expected max_sigma > 0"):
+            blur_integrated_gradients(m, img, max_sigma=0.0)
+        with pytest.raises(ValueError, match=r"expected steps >= 1, got 0"):
+            blur_integrated_gradients(m, img, steps=0)
+        with pytest.raises(ValueError, match=r"memory_budget \(bytes\) >= 1, got 0"):
+            blur_integrated_gradients(m, img, memory_budget=0)
+    assert c.count == 0

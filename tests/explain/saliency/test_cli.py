@@ -14,10 +14,8 @@ from explain.__main__ import main
 def test_writes_grid_png(tmp_path, capsys):
     shapes()  # skips while the checkpoint is unavailable
     out = tmp_path / "grid.png"
-    assert (
-        main(["saliency", "--model", "shapes_cnn", "--n", "2", "--methods", "gradient", "grad_cam", "--out", str(out)])
-        == 0
-    )
+    argv = ["saliency", "--model", "shapes_cnn", "--n", "2", "--methods", "vanilla_gradient", "grad_cam"]
+    assert main([*argv, "--out", str(out)]) == 0
     img = Image.open(out)
     assert img.format == "PNG" and img.height > 2 * 64 * 2 and img.width > 3 * 64 * 2
     assert "wrote" in capsys.readouterr().out and not list(tmp_path.glob(".*tmp"))
@@ -38,9 +36,9 @@ def test_unknown_method_fails_before_loading():
     ],
 )
 def test_bad_arguments_fail_before_loading(monkeypatch, argv, match):
-    import models
+    from explain import specs
 
-    monkeypatch.setattr(models, "load", lambda name: pytest.fail("loaded the model before validating"))
+    monkeypatch.setattr(specs, "resolve", lambda spec: pytest.fail("resolved the model before validating"))
     with pytest.raises(ValueError, match=match):
         main(["saliency", *argv])
 
@@ -49,21 +47,22 @@ def test_n_beyond_the_test_set_and_per_method_keys(tmp_path, monkeypatch):
     bundle = shapes()
     total = len(bundle.dataset.test.x)
     with pytest.raises(ValueError, match=rf"--n <= {total}"):
-        main(["saliency", "--n", str(total + 1), "--methods", "gradient"])
+        main(["saliency", "--n", str(total + 1), "--methods", "vanilla_gradient"])
     with pytest.raises(ValueError, match=r"no test images for the reference set of \['expected_gradients'\]"):
-        main(["saliency", "--n", str(total), "--methods", "gradient", "expected_gradients"])
+        main(["saliency", "--n", str(total), "--methods", "vanilla_gradient", "expected_gradients"])
 
     from explain.saliency import registry
     from explain.saliency.attribution import Attribution
 
     seen = {}
 
-    def fake_run(name, model, x, *, key, **kw):
+    def fake_call(name, model, x, *, key, show_progress, **kw):
+        assert show_progress is True  # the command line shows progress bars
         seen.setdefault(name, []).append(jax.random.key_data(key).tolist())
         return Attribution(np.ones_like(x), name, "t")
 
-    monkeypatch.setattr(registry, "run", fake_run)
+    monkeypatch.setattr(registry, "call", fake_call)
     out = str(tmp_path / "g.png")
-    main(["saliency", "--n", "1", "--methods", "gradient", "smoothgrad", "--out", out])
+    main(["saliency", "--n", "1", "--methods", "vanilla_gradient", "smoothgrad", "--out", out])
     main(["saliency", "--n", "1", "--methods", "smoothgrad", "--out", out])
-    assert seen["smoothgrad"][0] == seen["smoothgrad"][1] and seen["gradient"][0] != seen["smoothgrad"][0]
+    assert seen["smoothgrad"][0] == seen["smoothgrad"][1] and seen["vanilla_gradient"][0] != seen["smoothgrad"][0]

@@ -9,8 +9,15 @@ import pytest
 from saliency_testlib import CompileCounter, images, linear_model, quadratic_model, shapes
 from testlib import to_float64
 
+from explain import chunking
+from explain.gradients import prepare
 from explain.saliency import integrated
-from explain.saliency.integrated import integrated_gradients, integrated_gradients_adaptive, quadrature
+from explain.saliency.integrated import (
+    integrated_gradients,
+    integrated_gradients_adaptive,
+    integrated_gradients_core,
+    quadrature,
+)
 
 
 @pytest.mark.parametrize("rule", integrated.RULES)
@@ -61,11 +68,35 @@ def test_quadratic_model_midpoint_is_exact_and_left_rule_is_not():
 
 def test_chunking_does_not_change_the_result(linen_cnn):
     x_img = images()
+    row = chunking.row_bytes(linen_cnn)
     full = integrated_gradients(linen_cnn, x_img, steps=7)
-    one_step = integrated_gradients(linen_cnn, x_img, steps=7, internal_batch_size=2)  # 1 step per call
-    odd = integrated_gradients(linen_cnn, x_img, steps=7, internal_batch_size=6)  # 3 steps, last chunk padded
-    np.testing.assert_allclose(one_step.values, full.values, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(odd.values, full.values, rtol=1e-5, atol=1e-7)
+    one_step = integrated_gradients(linen_cnn, x_img, steps=7, memory_budget=2 * row)  # 2 samples x 1 step per call
+    odd = integrated_gradients(linen_cnn, x_img, steps=7, memory_budget=6 * row)  # 3 steps, last chunk padded
+    one_row = integrated_gradients(linen_cnn, x_img, steps=7, memory_budget=row)  # 1 sample x 1 step per call
+    for part in (one_step, odd, one_row):
+        np.testing.assert_allclose(part.values, full.values, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(part.convergence_delta, full.convergence_delta, rtol=1e-4, atol=1e-6)
+
+
+def test_pure_core_under_jit_equals_the_chunked_wrapper(linen_cnn):
+    x_img = images(3, seed=4)
+    base = np.asarray(jax.random.uniform(jax.random.key(9), x_img.shape))
+    p = prepare(linen_cnn, x_img, target=np.array([2, 0, 1]))
+    core = jax.jit(integrated_gradients_core, static_argnums=0, static_argnames=("steps", "rule"))
+    got = core(linen_cnn.apply, linen_cnn.params, p.x, p.target, baseline=base, steps=9, rule="riemann_middle")
+    want = integrated_gradients(
+        linen_cnn,
+        x_img,
+        target=np.array([2, 0, 1]),
+        baseline=base,
+        steps=9,
+        rule="riemann_middle",
+        memory_budget=4 * chunking.row_bytes(linen_cnn),  # 3 samples x 1 step per call
+    )
+    assert got.method == want.method == "integrated_gradients"
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.convergence_delta, want.convergence_delta, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(got.steps, [9, 9, 9])
 
 
 def test_target_all_equals_stacked_single_class_calls(linen_cnn):
@@ -131,24 +162,33 @@ def test_adaptive_stops_at_start_steps_when_exact():
         ({"steps": 0}, ValueError, r"steps >= 1, got 0"),
         ({"steps": 1, "rule": "riemann_trapezoid"}, ValueError, r"steps >= 2"),
         ({"steps": 2.5}, TypeError, r"steps to be an int"),
+        ({"steps": 10_001}, ValueError, r"steps <= 10000, got 10001"),
         ({"rule": "simpson"}, ValueError, r"unknown rule 'simpson'; expected one of"),
-        ({"baseline": np.zeros((2, 2))}, ValueError, r"expected baseline of shape \(2, 8, 8, 3\)"),
+        ({"baseline": np.zeros((2, 2))}, ValueError, r"expected baseline of shape \(13, 8, 8, 3\)"),
+        ({"baseline": np.full((8, 8, 3), np.nan)}, ValueError, r"expected a finite baseline"),
         ({"baseline": "mean"}, ValueError, r"unknown baseline 'mean'"),
         ({"baseline": "uniform"}, ValueError, r"pass an explicit key"),
         ({"target": 7}, ValueError, r"class index 7 out of range"),
     ],
 )
-def test_bad_input_raises_before_compilation(linen_cnn, kwargs, error, match):
-    x_img, compiles = images(), CompileCounter()
+@pytest.mark.parametrize("fn", [integrated_gradients, integrated_gradients_adaptive])
+def test_bad_input_raises_before_compilation(linen_cnn, fn, kwargs, error, match):
+    # 13 rows, a batch size no other test uses: nothing is cached, so any compilation before the error is seen.
+    x_img, compiles = images(13), CompileCounter()
+    if fn is integrated_gradients_adaptive and "steps" in kwargs:  # the adaptive variant names its start_steps
+        kwargs = {("start_steps" if k == "steps" else k): v for k, v in kwargs.items()}
+        match = "start_" + match
     with compiles, pytest.raises(error, match=match):
-        integrated_gradients(linen_cnn, x_img, **kwargs)
+        fn(linen_cnn, x_img, **kwargs)
     assert compiles.count == 0
 
 
 def test_adaptive_bad_options(linen_cnn):
     x_img = images()
-    with pytest.raises(ValueError, match=r"max_steps >= 16"):
+    with pytest.raises(ValueError, match=r"max_steps >= start_steps \(16\), got 8"):
         integrated_gradients_adaptive(linen_cnn, x_img, max_steps=8)
+    with pytest.raises(ValueError, match=r"expected max_steps <= 10000, got 10001"):
+        integrated_gradients_adaptive(linen_cnn, x_img, max_steps=10_001)
     with pytest.raises(ValueError, match=r"tolerance > 0"):
         integrated_gradients_adaptive(linen_cnn, x_img, tolerance=0.0)
     with pytest.raises(ValueError, match=r"target='all' is not supported"):
@@ -158,7 +198,7 @@ def test_adaptive_bad_options(linen_cnn):
 def test_adaptive_doubling_does_not_recompile():
     # Left Riemann on a quadratic has relative error 1/steps, so all 5 samples double 2 -> 64.
     m, x = quadratic_model(), jax.random.normal(jax.random.key(0), (5, 4))
-    opts = dict(target=1, rule="riemann_left", start_steps=2, internal_batch_size=64)
+    opts = dict(target=1, rule="riemann_left", start_steps=2, memory_budget=64 * chunking.row_bytes(m))
     integrated_gradients_adaptive(m, x, max_steps=4, **opts)  # compiles the one (bucket, chunk) shape
     with CompileCounter() as c:
         a = integrated_gradients_adaptive(m, x, max_steps=64, **opts)
@@ -176,8 +216,7 @@ def test_adaptive_chunk_is_fixed_and_bounded():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"internal_batch_size": 0}, ValueError, r"internal_batch_size >= 1, got 0"),
-        ({"internal_batch_size": 2.0}, TypeError, r"internal_batch_size to be an int"),
+        ({"memory_budget": 2.0}, TypeError, r"memory_budget \(bytes\) to be an int"),
         ({"memory_budget": 0}, ValueError, r"memory_budget \(bytes\) >= 1, got 0"),
         ({"memory_budget": -5}, ValueError, r"memory_budget \(bytes\) >= 1, got -5"),
     ],

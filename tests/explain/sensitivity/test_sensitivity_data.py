@@ -36,6 +36,14 @@ def test_nan_rows_raise_naming_the_rows(nnx_mlp):
         sensitivity.rank(nnx_mlp, x, key=KEY)
 
 
+def test_integer_columns_are_refused_by_the_one_dtype_policy(nnx_mlp):
+    with pytest.raises(TypeError, match=r"expected x with a floating dtype \(float32 or float64\), got int64"):
+        sensitivity.local_sensitivity(nnx_mlp, np.zeros((2, 5), np.int64))
+    frame = pd.DataFrame(np.zeros((2, 5), np.int64), columns=list("abcde"))
+    with pytest.raises(TypeError, match="floating dtype"):
+        sensitivity.interactions(nnx_mlp, frame)
+
+
 def test_image_model_is_refused(linen_cnn):
     with pytest.raises(ValueError, match=r"need a tabular model.*shape \(8, 8, 3\).*saliency"):
         sensitivity.rank(linen_cnn, np.zeros((2, 8, 8, 3), np.float32), key=KEY)
@@ -43,9 +51,12 @@ def test_image_model_is_refused(linen_cnn):
 
 def test_dataframe_and_csv_columns_are_matched_by_name(nnx_mlp, tmp_path):
     x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
-    ref = sensitivity.local_sensitivity(nnx_mlp, x, methods="grad").values["grad"]
+    ref = sensitivity.local_sensitivity(nnx_mlp, x, methods="vanilla_gradient").values["vanilla_gradient"]
     shuffled = pd.DataFrame(x, columns=list("abcde"))[list("ecadb")]
-    np.testing.assert_array_equal(sensitivity.local_sensitivity(nnx_mlp, shuffled, methods="grad").values["grad"], ref)
+    by_name = sensitivity.local_sensitivity(nnx_mlp, shuffled, methods="vanilla_gradient").values["vanilla_gradient"]
+    np.testing.assert_array_equal(by_name, ref)
+    named = sensitivity.local_sensitivity(nnx_mlp, shuffled.to_numpy(), names=list("ecadb"), methods="vanilla_gradient")
+    np.testing.assert_array_equal(named.values["vanilla_gradient"], ref)
     path = tmp_path / "rows.csv"
     shuffled.assign(label=[0, 1, 2, 0]).to_csv(path, index=False)
     rows, labels = sensitivity.read_csv(path, nnx_mlp, label_column="label")
@@ -60,11 +71,13 @@ def test_dataframe_and_csv_columns_are_matched_by_name(nnx_mlp, tmp_path):
 
 def test_exports_carry_names_values_intervals_and_settings(nnx_mlp, tmp_path):
     x = np.random.default_rng(1).normal(size=(16, 5)).astype(np.float32)
-    r = sensitivity.rank(nnx_mlp, x, key=KEY, methods="grad", n_bootstrap=20, top_k=2)
+    r = sensitivity.rank(nnx_mlp, x, key=KEY, methods="vanilla_gradient", n_bootstrap=20, top_k=2)
     frame = r.to_frame()
     assert list(frame.columns) == [
-        "method", "rank", "feature", "feature_index", "score", "ci_low", "ci_high", "top2_share", "spearman_vs_permutation",
+        "method", "rank", "feature", "feature_index", "score", "ci_low", "ci_high", "top2_share",
+        "spearman_vs_permutation_importance",
     ]  # fmt: skip
+    assert set(frame["method"]) == {"vanilla_gradient"}
     r.save(tmp_path / "r.csv")
     back = pd.read_csv(tmp_path / "r.csv", comment="#")
     np.testing.assert_allclose(back["score"], frame["score"], rtol=1e-6)
@@ -72,8 +85,9 @@ def test_exports_carry_names_values_intervals_and_settings(nnx_mlp, tmp_path):
     r.save(tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["settings"]["n_bootstrap"] == 20 and data["settings"]["top_k"] == 2
-    assert data["rows"][0]["feature"] == r.top("grad", 1)[0] and "ci_low" in data["rows"][0]
-    assert r.top("grad", 1)[0] in r.table("grad", top=1)
+    assert data["rows"][0]["feature"] == r.top("vanilla_gradient", 1)[0] and "ci_low" in data["rows"][0]
+    assert data["rows"][0]["method"] == "vanilla_gradient" and data["settings"]["methods"] == ["vanilla_gradient"]
+    assert r.top("vanilla_gradient", 1)[0] in r.table("vanilla_gradient", top=1)
     with pytest.raises(ValueError, match=r"ending in .csv or .json"):
         r.save(tmp_path / "r.txt")
 
@@ -81,10 +95,11 @@ def test_exports_carry_names_values_intervals_and_settings(nnx_mlp, tmp_path):
 def test_json_is_strict_with_nan_and_inf(tmp_path):
     nan = np.float32("nan")
     ranking = sensitivity.MethodRanking(
-        "grad", "d", np.array([nan, 1.0]), np.array([0.0, np.inf]), np.array([1.0, 2.0]), np.array([0.5, 1.0])
-    )
+        "vanilla_gradient", "d", np.array([nan, 1.0]), np.array([0.0, np.inf]), np.array([1.0, 2.0]),
+        np.array([0.5, 1.0]),
+    )  # fmt: skip
     settings = {"model": "m", "ci": 0.9, "top_k": 1, "rho": np.float64("nan"), "std": np.array([np.inf, 1.0])}
-    r = sensitivity.GlobalSensitivity(("a", "b"), {"grad": ranking}, settings)
+    r = sensitivity.GlobalSensitivity(("a", "b"), {"vanilla_gradient": ranking}, settings)
 
     def refuse(constant):
         raise AssertionError(f"non-JSON constant {constant} in the output")
@@ -97,7 +112,7 @@ def test_json_is_strict_with_nan_and_inf(tmp_path):
 
 def test_a_failed_write_leaves_the_previous_file_whole(nnx_mlp, tmp_path, monkeypatch):
     x = np.random.default_rng(1).normal(size=(6, 5)).astype(np.float32)
-    r = sensitivity.rank(nnx_mlp, x, key=KEY, methods="grad", n_bootstrap=5, top_k=1)
+    r = sensitivity.rank(nnx_mlp, x, key=KEY, methods="vanilla_gradient", n_bootstrap=5, top_k=1)
     import explain.io
 
     def fail(src, dst):
@@ -113,6 +128,6 @@ def test_a_failed_write_leaves_the_previous_file_whole(nnx_mlp, tmp_path, monkey
 
     (tmp_path / "bars.png").write_bytes(b"previous")
     with pytest.raises(OSError, match="disk full"):
-        plot_bars(r, "grad", 3, tmp_path / "bars.png")
+        plot_bars(r, "vanilla_gradient", 3, tmp_path / "bars.png")
     assert (tmp_path / "bars.png").read_bytes() == b"previous"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bars.png", "r.csv", "r.json"]  # no temporary files left

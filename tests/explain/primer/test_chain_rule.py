@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from explain import chain_rule
+from explain.primer import chain_rule
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ import numpy as np
 import optax
 import pytest
 
-from explain import chain_rule, depth
+from explain.primer import chain_rule, depth
 
 SEED = 0
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -43,6 +44,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from explain.io import atomic_write_bytes, atomic_write_text
 
 Activation = Literal["sigmoid", "tanh", "relu"]
 Init = Literal["normal", "glorot", "he", "lecun"]
@@ -280,13 +283,12 @@ def depth_experiment(
 
 
 def write_csv(rows: Sequence[DepthRow], path: str | Path) -> Path:
-    """Writes rows with a header of :data:`CSV_FIELDS`."""
-    path = Path(path)
-    with path.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_FIELDS)
-        writer.writerows(rows)
-    return path
+    """Writes rows with a header of :data:`CSV_FIELDS`, atomically (:func:`explain.io.atomic_write_text`)."""
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(CSV_FIELDS)
+    writer.writerows(rows)
+    return atomic_write_text(path, buf.getvalue())
 
 
 def plot(rows: Sequence[DepthRow], path: str | Path) -> Path:
@@ -294,13 +296,11 @@ def plot(rows: Sequence[DepthRow], path: str | Path) -> Path:
 
     The sigmoid panel also shows the bound ``0.25^(d-1)`` on the product of ``d - 1`` sigmoid derivatives.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # the object-oriented API: no backend, no pyplot state
 
     acts = list(dict.fromkeys(r.activation for r in rows))
-    fig, axes = plt.subplots(1, len(acts), figsize=(5 * len(acts), 4), squeeze=False, sharey=True)
+    fig = Figure(figsize=(5 * len(acts), 4))
+    axes = fig.subplots(1, len(acts), squeeze=False, sharey=True)
     for ax, act in zip(axes[0], acts):
         for k, init in enumerate(dict.fromkeys(r.init for r in rows if r.activation == act)):
             for stage, style in (("init", "-"), ("trained", "--")):
@@ -319,6 +319,6 @@ def plot(rows: Sequence[DepthRow], path: str | Path) -> Path:
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("‖∂L/∂h₁‖ / ‖∂L/∂h_d‖")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    return atomic_write_bytes(path, png.getvalue())

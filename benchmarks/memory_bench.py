@@ -1,0 +1,182 @@
+"""Peak memory of integrated gradients, each case in a fresh subprocess: ``python benchmarks/memory_bench.py``.
+
+Cases (``shapes_cnn``, :func:`explain.saliency.integrated_gradients` with its defaults: zero baseline,
+Gauss-Legendre, default ``memory_budget`` unless ``--memory-budget`` is given):
+
+* ``ig50-256``: 50 steps on 256 images;
+* ``ig50-4096``: 50 steps on 4,096 images; reported as a ratio of peak RSS to ``ig50-256`` (target ≤ 1.3):
+  chunking must keep the working set flat in N (only the inputs and the maps themselves grow);
+* ``ig5000-8``: 5,000 steps on 8 images (target < 1.5 GB): draws are chunked too.
+
+The images come from the shapes dataset's own generator (:func:`models.datasets.generate_shapes`,
+seeded; the shipped test split holds only 1,000), generated here in the parent and written to a
+``.npy``, so each child holds its inputs once and no generation temporaries. Nothing is trained.
+
+Per case, printed: the child's whole-process peak RSS (``ru_maxrss`` from ``os.wait4``: imports,
+model, inputs, the call), its RSS just before the call, and the peak during the call alone
+(``VmHWM`` after resetting it through ``/proc/self/clear_refs`` where the kernel allows), with
+the call's time and the largest completeness error. The 4,096 case takes several minutes on 2 cores:
+pick cases with ``--cases``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# name -> (images, IG steps)
+CASES: dict[str, tuple[int, int]] = {"ig50-256": (256, 50), "ig50-4096": (4096, 50), "ig5000-8": (8, 5000)}
+RATIO_TARGET = 1.3
+BIG_TARGET_BYTES = 1.5e9  # 1.5 GB = 1,430 MiB
+SEED = 0
+
+
+def _proc_status_mb(field: str) -> float | None:
+    """``VmRSS`` / ``VmHWM`` of this process in MiB, or ``None`` without ``/proc``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak() -> bool:
+    """Resets this process's ``VmHWM`` to its current RSS (Linux ``clear_refs`` value 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def child(path: str, steps: int, memory_budget: int | None) -> None:
+    """Runs one case and prints one JSON line; the parent reads this process's peak RSS from ``os.wait4``."""
+    import jax
+    import numpy as np
+
+    import models
+    from explain.saliency import integrated_gradients
+
+    b = models.load("shapes_cnn")  # the model only: the dataset's splits are never generated here
+    x = np.load(path)
+    before = _proc_status_mb("VmRSS")
+    reset = _reset_peak()
+    t0 = time.perf_counter()
+    a = integrated_gradients(b, x, steps=steps, memory_budget=memory_budget)
+    jax.block_until_ready(a.values)
+    seconds = time.perf_counter() - t0
+    delta = np.asarray(a.convergence_delta)
+    print(
+        json.dumps(
+            {
+                "n": int(x.shape[0]),
+                "steps": steps,
+                "seconds": seconds,
+                "rss_before_call_mb": before,
+                "call_peak_mb": _proc_status_mb("VmHWM") if reset else None,
+                "input_mb": x.nbytes / 2**20,
+                "max_abs_delta": float(np.abs(delta).max()),
+            }
+        )
+    )
+
+
+def images(n: int, folder: Path) -> Path:
+    """``n`` shapes images from the dataset's generator, saved to ``folder``; the path of the ``.npy``."""
+    import numpy as np
+
+    from models.datasets import generate_shapes
+
+    path = folder / f"shapes_{n}.npy"
+    np.save(path, generate_shapes(n, np.random.default_rng(SEED)).x)
+    return path
+
+
+def run_case(path: Path, steps: int, memory_budget: int | None) -> dict:
+    """One case in a fresh Python process; its own result line plus its peak RSS in MiB."""
+    cmd = [sys.executable, __file__, "--child", str(path), str(steps)]
+    if memory_budget is not None:
+        cmd += ["--memory-budget", str(memory_budget)]
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile("w+") as err:  # a file, not a pipe: a chatty child never blocks on a full pipe
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True)
+        out = proc.stdout.read()
+        # os.wait4 reports this child's own rusage (RUSAGE_CHILDREN is the maximum over all children so far).
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"case {cmd[2:]} failed with exit code {proc.returncode}:\n{err.read()[-4000:]}")
+    r = json.loads(out.strip().splitlines()[-1])
+    r["peak_rss_mb"] = usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+    r["wall_s"] = time.perf_counter() - t0
+    return r
+
+
+def describe(name: str, r: dict) -> str:
+    call = "n/a" if r["call_peak_mb"] is None else f"{r['call_peak_mb']:.0f} MiB"
+    return (
+        f"{name:<10} N={r['n']:<5} steps={r['steps']:<5} peak RSS {r['peak_rss_mb']:7.0f} MiB"
+        f"  (before the call {r['rss_before_call_mb']:.0f} MiB, inputs {r['input_mb']:.1f} MiB; peak during the call {call})"
+        f"  call {r['seconds']:.1f} s, process {r['wall_s']:.1f} s, max |δ| {r['max_abs_delta']:.2e}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, of {list(CASES)}")
+    parser.add_argument(
+        "--memory-budget", type=int, default=None, help="bytes (default explain.chunking.MEMORY_BUDGET)"
+    )
+    parser.add_argument("--child", nargs=2, metavar=("NPY", "STEPS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child[0], int(args.child[1]), args.memory_budget)
+    names = [c for c in args.cases.split(",") if c]
+    unknown = sorted(set(names) - set(CASES))
+    if unknown:
+        parser.error(f"unknown case(s) {unknown}; expected some of {list(CASES)}")
+
+    from explain import chunking
+
+    budget = chunking.check_budget(args.memory_budget)
+    print(f"shapes_cnn, integrated_gradients, memory_budget {budget / 2**20:.0f} MiB, cpus {os.cpu_count()}")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        # One set of generated images, the largest needed; every case takes its first N.
+        n_max = max(CASES[c][0] for c in names)
+        big = images(n_max, Path(tmp))
+        for name in names:
+            n, steps = CASES[name]
+            path = big
+            if n != n_max:
+                import numpy as np
+
+                path = Path(tmp) / f"first_{n}.npy"
+                np.save(path, np.load(big, mmap_mode="r")[:n])
+            results[name] = run_case(path, steps, args.memory_budget)
+            print(describe(name, results[name]), flush=True)
+    if "ig50-256" in results and "ig50-4096" in results:
+        ratio = results["ig50-4096"]["peak_rss_mb"] / results["ig50-256"]["peak_rss_mb"]
+        verdict = "meets" if ratio <= RATIO_TARGET else "MISSES"
+        print(f"peak RSS ratio 4,096 / 256 images: {ratio:.2f} (target <= {RATIO_TARGET}: {verdict})")
+    if "ig5000-8" in results:
+        peak = results["ig5000-8"]["peak_rss_mb"]
+        verdict = "meets" if peak * 2**20 < BIG_TARGET_BYTES else "MISSES"
+        print(f"IG 5,000 steps on 8 images: peak RSS {peak * 2**20 / 1e9:.2f} GB (target < 1.5 GB: {verdict})")
+    return None
+
+
+if __name__ == "__main__":
+    main()
