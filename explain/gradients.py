@@ -160,19 +160,33 @@ def forward(model: Model | Any, x: Any, *, memory_budget: int | None = None) -> 
     return chunking.map_rows(functools.partial(_forward, model.apply, model.params), x, batch=rows)
 
 
-def _check_target_shape(model: Model, x: Any, target: BoundTarget) -> None:
-    """Traces the target abstractly (nothing compiles) so a wrong output shape names the user's ``N``."""
-    n = x.shape[0]
-    expected = (n, model.num_outputs) if target.all_outputs else (n,)
+@functools.lru_cache(maxsize=128)
+def _target_shape(model: Model, fn: Any, name: str, x_shape: tuple[int, ...], x_dtype: Any) -> tuple[int, ...]:
+    """The output shape of a user's target on a batch of ``x_shape``, by abstract tracing (nothing compiles)."""
+    target = BoundTarget(fn, None, name)
+    n = x_shape[0]
     try:
-        shape = jax.eval_shape(
-            lambda p, x, t: t(model.apply(p, x)), model.params, jax.ShapeDtypeStruct(x.shape, x.dtype), target
-        ).shape
+        return tuple(
+            jax.eval_shape(
+                lambda p, x: target(model.apply(p, x)), model.params, jax.ShapeDtypeStruct(x_shape, x_dtype)
+            ).shape
+        )
     except (TypeError, AttributeError) as e:
-        raise TypeError(f"target {target.name!r} failed on outputs of shape ({n}, {model.num_outputs}): {e}") from e
-    if tuple(shape) != expected:
+        raise TypeError(f"target {name!r} failed on outputs of shape ({n}, {model.num_outputs}): {e}") from e
+
+
+def _check_target_shape(model: Model, x: Any, target: BoundTarget) -> None:
+    """A user's own target must return one value per sample; the error names the user's ``N``.
+
+    Built-in targets return ``(N,)`` by construction and are not traced (tracing a Flax
+    model costs tens of milliseconds per call); a custom one is traced once per shape.
+    """
+    if not isinstance(target.fn, targets_lib.CustomFn):
+        return
+    shape = _target_shape(model, target.fn, target.name, tuple(x.shape), np.dtype(x.dtype))
+    if shape != (x.shape[0],):
         raise ValueError(
-            f"expected target {target.name!r} to return one value per sample, shape {expected}, got {tuple(shape)}"
+            f"expected target {target.name!r} to return one value per sample, shape ({x.shape[0]},), got {shape}"
         )
 
 

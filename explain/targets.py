@@ -183,11 +183,13 @@ def custom(fn: Callable[[jax.Array], jax.Array], name: str | None = None) -> Tar
     """Any function from outputs ``(N, K)`` to one scalar per sample ``(N,)``."""
     if not callable(fn):
         raise TypeError(f"expected a callable outputs -> (N,), got {type(fn).__name__}")
-    return Target(_CustomFn(fn), name or getattr(fn, "__name__", "custom"))
+    return Target(CustomFn(fn), name or getattr(fn, "__name__", "custom"))
 
 
 @dataclasses.dataclass(frozen=True)
-class _CustomFn:
+class CustomFn:
+    """A user's ``outputs (N, K) -> (N,)`` as a target function (checked by :func:`explain.gradients.prepare`)."""
+
     fn: Callable[[jax.Array], jax.Array]
 
     def __call__(self, out, _aux):

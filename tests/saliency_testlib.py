@@ -80,3 +80,28 @@ def shapes():
 def images(n: int = 2, seed: int = 0) -> jax.Array:
     """A batch of images for the root conftest's ``linen_cnn`` (8x8x3 in [0, 1])."""
     return jax.random.uniform(jax.random.key(seed), (n, 8, 8, 3))
+
+
+def assert_core_equals_wrapper(core, model, x, target, want, *, static=(), row_ids=False, **kw):
+    """``core`` under ``jax.jit`` on the batch, and under ``jax.vmap`` one row at a time, equals ``want``.
+
+    ``want`` is the public wrapper's :class:`~explain.saliency.attribution.Attribution` for
+    ``(x, target)``: values, ``convergence_delta`` and ``steps`` agree (absent on both sides
+    where ``want`` has none). ``static`` names the core's static options; with ``row_ids``
+    each vmapped row passes its index (a random core's per-row stream). Returns the jitted result.
+    """
+    got = jax.jit(core, static_argnums=0, static_argnames=static)(model.apply, model.params, x, target, **kw)
+    rows_t = jax.tree_util.tree_map(lambda a: a[:, None], target)
+
+    def one(xi, ti, i):
+        return core(model.apply, model.params, xi, ti, **({"row_ids": i} if row_ids else {}), **kw)
+
+    per_row = jax.vmap(one)(x[:, None], rows_t, np.arange(x.shape[0])[:, None])
+    for a in (got, jax.tree_util.tree_map(lambda v: v[:, 0], per_row)):
+        np.testing.assert_allclose(a.values, want.values, rtol=1e-5, atol=1e-7)
+        assert (a.convergence_delta is None, a.steps is None) == (want.convergence_delta is None, want.steps is None)
+        if want.convergence_delta is not None:
+            np.testing.assert_allclose(a.convergence_delta, want.convergence_delta, rtol=1e-4, atol=1e-6)
+        if want.steps is not None:
+            np.testing.assert_array_equal(a.steps, want.steps)
+    return got

@@ -38,7 +38,7 @@ from explain.gradients import prepare
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
-from explain.saliency.integrated import gaussian_blur
+from explain.saliency.integrated import blur, gaussian_blur
 from explain.targets import BoundTarget
 
 
@@ -95,10 +95,6 @@ def blur_integrated_gradients_core(
 
 
 _blur_chunk = jax.jit(blur_chunk, static_argnums=0)
-_blur_integrated_gradients = jax.jit(
-    blur_integrated_gradients_core, static_argnums=0, static_argnames=("max_sigma", "steps", "sqrt")
-)
-_blur = jax.jit(gaussian_blur)
 
 
 def blur_integrated_gradients(
@@ -147,7 +143,7 @@ def blur_integrated_gradients(
     nodes = sigma_grid(max_sigma, steps, sqrt).astype(p.x.dtype)  # host: a new step count compiles nothing new
     values = common.run_draws(_blur_chunk, p, nodes, memory_budget=memory_budget, show_progress=show_progress)
     blurred = chunking.map_rows(
-        lambda xc: _blur(xc, max_sigma), p.x, batch=common.rows(p, memory_budget, forward_only=True)
+        lambda xc: blur(xc, max_sigma), p.x, batch=common.rows(p, memory_budget, forward_only=True)
     )
     delta = common.delta(p, values, blurred, memory_budget)
     n_steps = jnp.full((p.n,), steps, jnp.int32)

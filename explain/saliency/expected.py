@@ -152,10 +152,6 @@ gradient_shap_core = _pure(
 )
 
 
-_expected_gradients = jax.jit(expected_gradients_core, static_argnums=0, static_argnames=("n_samples", "value_range"))
-_gradient_shap = jax.jit(gradient_shap_core, static_argnums=0, static_argnames=("n_samples", "value_range"))
-
-
 def _estimator(method: str, n_samples_default: int, doc: str) -> Callable[..., Attribution]:
     """The public method ``method``: the chunked estimator with ``n_samples`` defaulting to ``n_samples_default``.
 

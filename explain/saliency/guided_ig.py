@@ -145,7 +145,6 @@ def guided_integrated_gradients_core(
 
 # Every option is traced: another steps / fraction / max_dist reuses the compiled loop.
 _guided_path = jax.jit(guided_path, static_argnums=0)
-_guided_integrated_gradients = jax.jit(guided_integrated_gradients_core, static_argnums=0)
 
 
 def guided_integrated_gradients(

@@ -106,7 +106,7 @@ def gaussian_blur(x: jax.Array, sigma: jax.Array | float) -> jax.Array:
     return jnp.einsum("jw,niwc->nijc", kernel(x.shape[2]), y)
 
 
-_blur = jax.jit(gaussian_blur)
+blur = jax.jit(gaussian_blur)  # compiled once; Blur IG uses it too
 
 
 def check_baseline(
@@ -185,7 +185,7 @@ def make_baseline(
         if baseline == "blur":
             h, w, _ = model.input_spec.shape
             sigma = max(h, w) / 8.0 if blur_sigma is None else float(blur_sigma)
-            return np.asarray(_blur(jnp.asarray(x), sigma))
+            return np.asarray(blur(jnp.asarray(x), sigma))
         lo, hi = common.value_range(model)
         return np.asarray(jax.random.uniform(key, x.shape, x.dtype, lo, hi))
     return np.broadcast_to(np.asarray(baseline, x.dtype), x.shape)

@@ -185,7 +185,6 @@ def occlusion_core(
 
 
 _occlusion_chunk = jax.jit(occlusion_chunk, static_argnums=0, static_argnames="window")
-_occlusion = jax.jit(occlusion_core, static_argnums=0, static_argnames=("window", "strides"))
 _values = jax.jit(_target_values, static_argnums=0)
 
 

@@ -110,19 +110,23 @@ def resample_words(key: jax.Array, resamples: np.ndarray, n: int, dtype: type = 
     bits = np.iinfo(dtype).bits
     limit = (1 << bits) // n * n
     per = -(-n * bits // 64)
+    resamples = np.asarray(resamples)
     gen = np.random.PCG64(np.random.SeedSequence(key_words(key)))
-    start = gen.state
     out = np.empty((len(resamples), n), dtype)
-    for row, b in enumerate(np.asarray(resamples).tolist()):
-        gen.state = start
-        gen.advance(int(b) * per)
-        words = gen.random_raw(per).view(dtype)[:n]
-        if limit < 1 << bits:
-            bad = np.flatnonzero(words >= limit)
-            if bad.size:
-                words = words.copy()
-                words[bad] = uniform_words(host_generator(key, int(b)), (bad.size,), n, dtype)
-        out[row] = words
+    if len(resamples) and np.array_equal(resamples, np.arange(resamples[0], resamples[0] + len(resamples))):
+        # Consecutive resamples are consecutive segments of the stream: one advance and one draw.
+        gen.advance(int(resamples[0]) * per)
+        out[:] = gen.random_raw(len(resamples) * per).reshape(len(resamples), per).view(dtype)[:, :n]
+    else:
+        start = gen.state
+        for row, b in enumerate(resamples.tolist()):
+            gen.state = start
+            gen.advance(int(b) * per)
+            out[row] = gen.random_raw(per).view(dtype)[:n]
+    if limit < 1 << bits:
+        for row in np.flatnonzero((out >= limit).any(axis=1)).tolist():
+            bad = np.flatnonzero(out[row] >= limit)
+            out[row, bad] = uniform_words(host_generator(key, int(resamples[row])), (bad.size,), n, dtype)
     return out
 
 

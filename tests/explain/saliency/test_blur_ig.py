@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from saliency_testlib import CompileCounter, images, linear_image_model, linear_model
+from saliency_testlib import CompileCounter, assert_core_equals_wrapper, images, linear_image_model, linear_model
 
 from explain import chunking
 from explain.gradients import prepare
@@ -52,17 +52,7 @@ def test_core_under_jit_and_vmap_equals_the_wrapper(linen_cnn, sqrt):
     want = blur_integrated_gradients(linen_cnn, x, target=cls, max_sigma=3.0, steps=6, sqrt=sqrt)
     t = prepare(linen_cnn, x, target=cls).target
     kw = dict(max_sigma=3.0, steps=6, sqrt=sqrt)
-    core = jax.jit(blur_integrated_gradients_core, static_argnums=0, static_argnames=tuple(kw))
-    got = core(linen_cnn.apply, linen_cnn.params, x, t, **kw)
-    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(got.convergence_delta, want.convergence_delta, rtol=1e-4, atol=1e-6)
-    rows_t = jax.tree_util.tree_map(lambda a: a[:, None], t)
-    one = jax.vmap(lambda xi, ti: blur_integrated_gradients_core(linen_cnn.apply, linen_cnn.params, xi, ti, **kw))(
-        x[:, None], rows_t
-    )
-    np.testing.assert_allclose(one.values[:, 0], want.values, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(one.convergence_delta[:, 0], want.convergence_delta, rtol=1e-4, atol=1e-6)
-    np.testing.assert_array_equal(one.steps[:, 0], want.steps)
+    assert_core_equals_wrapper(blur_integrated_gradients_core, linen_cnn, x, t, want, static=tuple(kw), **kw)
 
 
 def test_target_all_equals_stacked(linen_cnn):

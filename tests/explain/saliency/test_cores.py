@@ -50,10 +50,18 @@ def _same_extras(got, want, what: str) -> None:
         _close(got.convergence_delta, want.convergence_delta, f"{what} convergence_delta", scale)
 
 
+# Fewer draws and steps than the defaults keep compiles short; the comparison does not depend on them.
+SMALL = {"steps": 8, "n_samples": 4}
+
+
+def _small(info: registry.MethodInfo) -> dict:
+    return {k: v for k, v in SMALL.items() if k in info.defaults}
+
+
 def _core_kwargs(info: registry.MethodInfo, model, references, key) -> dict:
-    """The core's keyword arguments: its options (``core_options`` of the defaults), and a key / references
-    where the core takes them."""
-    kwargs = dict(info.core_options(model, info.check_options({})))
+    """The core's keyword arguments: its options (``core_options`` of the small options), and a key /
+    references where the core takes them."""
+    kwargs = dict(info.core_options(model, info.check_options(_small(info))))
     params = inspect.signature(info.core).parameters
     if "key" in params:
         kwargs["key"] = key
@@ -67,7 +75,7 @@ def test_core_under_jit_and_vmap_equals_registry_call(linen_cnn, name, target):
     info = registry.get(name)
     x, references, key = images(3, seed=6), images(4, seed=7), jax.random.key(3)
     target = CLASSES if target == "classes" else target
-    want = registry.call(name, linen_cnn, x, target=target, key=key, references=references)
+    want = registry.call(name, linen_cnn, x, target=target, key=key, references=references, **_small(info))
 
     p = prepare(linen_cnn, x, target=target, allow_all=info.supports_all)
     fn = linen_cnn.tap if info.uses_tap else linen_cnn.apply

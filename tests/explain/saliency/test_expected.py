@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from saliency_testlib import CompileCounter, images, linear_model, quadratic_model
+from saliency_testlib import CompileCounter, assert_core_equals_wrapper, images, linear_model, quadratic_model
 from testlib import to_float64
 
 from explain import chunking
@@ -83,18 +83,8 @@ def test_core_under_jit_and_vmap_equals_the_wrapper(request, core, wrapper, n, f
     want = wrapper(model, x, references=refs, key=key, target=cls, n_samples=n, noise_level=0.1)
     t = prepare(model, x, target=cls).target
     kw = dict(references=refs, key=key, n_samples=n, noise_level=0.1, value_range=model.input_spec.value_range)
-    jitted = jax.jit(core, static_argnums=0, static_argnames=("n_samples", "value_range"))
-    got = jitted(model.apply, model.params, x, t, **kw)
+    got = assert_core_equals_wrapper(core, model, x, t, want, static=("n_samples", "value_range"), row_ids=True, **kw)
     assert got.method == wrapper.__name__
-    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(got.convergence_delta, want.convergence_delta, rtol=1e-4, atol=1e-6)
-    rows_t = jax.tree_util.tree_map(lambda a: a[:, None], t)
-    one = jax.vmap(lambda xi, ti, i: core(model.apply, model.params, xi, ti, row_ids=i, **kw))(
-        x[:, None], rows_t, np.arange(3)[:, None]
-    )
-    np.testing.assert_allclose(one.values[:, 0], want.values, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(one.convergence_delta[:, 0], want.convergence_delta, rtol=1e-4, atol=1e-6)
-    np.testing.assert_array_equal(one.steps[:, 0], want.steps)
 
 
 def test_target_all_equals_stacked(linen_cnn):

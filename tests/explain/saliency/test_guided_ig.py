@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from saliency_testlib import CompileCounter, images, linear_model
+from saliency_testlib import CompileCounter, assert_core_equals_wrapper, images, linear_model
 
 from explain import chunking
 from explain.gradients import prepare
@@ -46,16 +46,7 @@ def test_core_under_jit_and_vmap_equals_the_wrapper(linen_cnn):
     kw = dict(steps=8, fraction=0.3, max_dist=0.05)
     want = guided_integrated_gradients(linen_cnn, x, target=cls, **kw)
     t = prepare(linen_cnn, x, target=cls).target
-    got = jax.jit(guided_integrated_gradients_core, static_argnums=0)(linen_cnn.apply, linen_cnn.params, x, t, **kw)
-    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(got.convergence_delta, want.convergence_delta, rtol=1e-4, atol=1e-6)
-    rows_t = jax.tree_util.tree_map(lambda a: a[:, None], t)
-    one = jax.vmap(lambda xi, ti: guided_integrated_gradients_core(linen_cnn.apply, linen_cnn.params, xi, ti, **kw))(
-        x[:, None], rows_t
-    )
-    np.testing.assert_allclose(one.values[:, 0], want.values, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(one.convergence_delta[:, 0], want.convergence_delta, rtol=1e-4, atol=1e-6)
-    np.testing.assert_array_equal(one.steps[:, 0], want.steps)
+    assert_core_equals_wrapper(guided_integrated_gradients_core, linen_cnn, x, t, want, **kw)
 
 
 def test_errors(linen_cnn):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
-from saliency_testlib import CompileCounter, images, linear_image_model, linear_model
+from saliency_testlib import CompileCounter, assert_core_equals_wrapper, images, linear_image_model, linear_model
 
 from explain import chunking
 from explain.gradients import prepare
@@ -87,12 +87,7 @@ def test_core_under_jit_and_vmap_equals_the_wrapper(linen_cnn):
     kw = dict(window=(3, 3, 3), strides=(2, 2, 3), baseline_value=0.25)
     want = occlusion(linen_cnn, x, target=cls, **kw)
     t = prepare(linen_cnn, x, target=cls).target
-    core = jax.jit(occlusion_core, static_argnums=0, static_argnames=("window", "strides"))
-    got = core(linen_cnn.apply, linen_cnn.params, x, t, **kw)
-    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-7)
-    rows_t = jax.tree_util.tree_map(lambda a: a[:, None], t)
-    one = jax.vmap(lambda xi, ti: occlusion_core(linen_cnn.apply, linen_cnn.params, xi, ti, **kw))(x[:, None], rows_t)
-    np.testing.assert_allclose(one.values[:, 0], want.values, rtol=1e-5, atol=1e-7)
+    assert_core_equals_wrapper(occlusion_core, linen_cnn, x, t, want, static=("window", "strides"), **kw)
     # the core resolves window/strides as the wrapper does (defaults, (h, w) on images)
     np.testing.assert_allclose(
         occlusion_core(linen_cnn.apply, linen_cnn.params, x, t, window=(2, 2)).values,
