@@ -148,34 +148,36 @@ def _norms(g: jax.Array) -> jax.Array:
     return m[:, 0, 0] * jnp.sqrt(jnp.sum((g / safe) ** 2, axis=(1, 2)))
 
 
-@functools.cache
-def _compiled_run(activation: Activation, steps: int, learning_rate: float):
+def _loss(params, deltas, x, y, depth, activation: Activation):
+    logits = mlp_apply(params, x, depth, deltas, activation)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def _measure(params, x, y, depth, activation: Activation):
+    deltas = jnp.zeros((params["w"].shape[0], *x.shape), x.dtype)
+    loss, (g_params, g_deltas) = jax.value_and_grad(_loss, argnums=(0, 1))(params, deltas, x, y, depth, activation)
+    return loss, _norms(g_deltas), _norms(g_params["w"])
+
+
+def run_depth(params, x, y, depth, *, activation: Activation, steps: int, learning_rate: float):
+    """Pure: ``(loss, ‖∂L/∂hₗ‖, ‖∂L/∂Wₗ‖)`` before and after ``steps`` Adam steps of the depth-``depth`` MLP."""
+    before = _measure(params, x, y, depth, activation)
+    if steps == 0:
+        return before, before
     tx = optax.adam(learning_rate)
 
-    def loss_fn(params, deltas, x, y, depth):
-        logits = mlp_apply(params, x, depth, deltas, activation)
-        return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-    def measure(params, x, y, depth):
+    def train_step(carry, _):
+        params, opt_state = carry
         deltas = jnp.zeros((params["w"].shape[0], *x.shape), x.dtype)
-        loss, (g_params, g_deltas) = jax.value_and_grad(loss_fn, argnums=(0, 1))(params, deltas, x, y, depth)
-        return loss, _norms(g_deltas), _norms(g_params["w"])
+        grads = jax.grad(_loss)(params, deltas, x, y, depth, activation)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), None
 
-    def run(params, x, y, depth):
-        before = measure(params, x, y, depth)
-        if steps == 0:
-            return before, before
+    (params, _), _ = jax.lax.scan(train_step, (params, tx.init(params)), None, length=steps)
+    return before, _measure(params, x, y, depth, activation)
 
-        def train_step(carry, _):
-            params, opt_state = carry
-            grads = jax.grad(loss_fn)(params, jnp.zeros((params["w"].shape[0], *x.shape), x.dtype), x, y, depth)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), None
 
-        (params, _), _ = jax.lax.scan(train_step, (params, tx.init(params)), None, length=steps)
-        return before, measure(params, x, y, depth)
-
-    return jax.jit(run)
+_run_depth = jax.jit(run_depth, static_argnames=("activation", "steps", "learning_rate"))
 
 
 @functools.cache
@@ -232,7 +234,9 @@ def depth_rows(
     params = init_mlp(
         jax.random.fold_in(jax.random.key(seed), depth), init, max_depth, width=width, num_classes=num_classes
     )
-    before, after = _compiled_run(activation, steps, float(learning_rate))(params, x, y, jnp.asarray(depth))
+    before, after = _run_depth(
+        params, x, y, jnp.asarray(depth), activation=activation, steps=steps, learning_rate=float(learning_rate)
+    )
     rows = []
     for stage, (loss, act_norms, w_norms) in (("init", before), ("trained", after)):
         act_norms, w_norms = np.asarray(act_norms, np.float64), np.asarray(w_norms, np.float64)
