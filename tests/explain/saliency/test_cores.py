@@ -22,11 +22,10 @@ from explain.gradients import prepare
 from explain.saliency import registry
 
 CORES = [name for name, info in registry.METHODS.items() if info.core is not None]
-CASES = [
-    (name, target)
-    for name in CORES
-    for target in (("classes", "all") if registry.METHODS[name].supports_all else ("classes",))
-]
+# Every core with per-sample classes; target="all" (the vmapped one-hot pullback) on one core of each
+# kind — apply, tap, random — since each method's own tests compare "all" with stacked single classes.
+ALL_TARGET = ("vanilla_gradient", "grad_cam", "expected_gradients")
+CASES = [(name, "classes") for name in CORES] + [(name, "all") for name in ALL_TARGET if name in CORES]
 CLASSES = np.array([2, 0, 1])
 
 
