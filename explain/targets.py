@@ -30,7 +30,7 @@ import numpy as np
 from explain.model import Model
 
 Score = Literal["logit", "prob", "log_prob"]
-LossKind = Literal["ce", "mse"]
+LossKind = Literal["ce", "mse", "cw", "dlr"]
 TargetFn = Callable[[jax.Array, Any], jax.Array]
 ALL = "all"
 
@@ -146,8 +146,43 @@ def mean_squared_error(out: jax.Array, labels: jax.Array) -> jax.Array:
     return jnp.mean((out - labels) ** 2, axis=1)
 
 
+def _best_other(out: jax.Array, labels: jax.Array) -> jax.Array:
+    """``max_{k≠y} z_k`` per row."""
+    return jnp.max(jnp.where(jax.nn.one_hot(labels, out.shape[1], dtype=bool), -jnp.inf, out), axis=1)
+
+
+def cw_margin(out: jax.Array, labels: jax.Array) -> jax.Array:
+    """Carlini–Wagner logit margin ``max_{k≠y} z_k − z_y``: positive once the prediction leaves ``y``.
+
+    Unlike the cross-entropy it does not saturate on confident samples: its gradient is a
+    difference of two logit gradients whatever the margin.
+
+    References:
+      Carlini, Wagner. Towards Evaluating the Robustness of Neural Networks. IEEE S&P 2017.
+    """
+    return _best_other(out, labels) - _take(out, labels)
+
+
+_DLR_EPS = 1e-12
+
+
+def dlr(out: jax.Array, labels: jax.Array) -> jax.Array:
+    """Difference of Logits Ratio ``−(z_y − max_{k≠y} z_k) / (z_π1 − z_π3)``, ``π`` the logits sorted decreasing.
+
+    Invariant to shifting and to rescaling the logits, so neither a saturated softmax nor
+    logits scaled by a constant weaken it (AutoAttack's loss). Needs ``K >= 3``.
+
+    References:
+      Croce, Hein. Reliable evaluation of adversarial robustness with an ensemble of diverse
+      parameter-free attacks. ICML 2020.
+    """
+    top = jax.lax.top_k(out, 3)[0]  # (N, 3): z_π1 >= z_π2 >= z_π3
+    return (_best_other(out, labels) - _take(out, labels)) / (top[:, 0] - top[:, 2] + _DLR_EPS)
+
+
 _SCORES = {"logit": (_logit, _pred_logit), "prob": (_prob, _pred_prob), "log_prob": (_log_prob, _pred_log_prob)}
-_LOSSES = {"ce": cross_entropy, "mse": mean_squared_error}
+_LOSSES = {"ce": cross_entropy, "mse": mean_squared_error, "cw": cw_margin, "dlr": dlr}
+_CLASS_LOSSES = ("ce", "cw", "dlr")
 # A predicted-class target becomes the same score of a fixed class once the class is frozen at x.
 FROZEN = {by_pred: by_index for by_index, by_pred in _SCORES.values()}
 
@@ -165,9 +200,10 @@ def class_score(cls: int | Any | Literal["pred"] = "pred", score: Score = "logit
 
 
 def loss(labels: Any, kind: LossKind | None = None) -> Target:
-    """The per-sample loss against ``labels``: cross-entropy (class indices) or MSE (values).
+    """The per-sample loss against ``labels``: cross-entropy, the CW margin or DLR (class indices), or MSE (values).
 
-    ``kind=None`` picks cross-entropy for classification and MSE for regression.
+    ``kind=None`` picks cross-entropy for classification and MSE for regression. The margin
+    losses (:func:`cw_margin`, :func:`dlr`) are what attacks should ascend on confident models.
     """
     if kind is not None and kind not in _LOSSES:
         raise ValueError(f"unknown loss {kind!r}; expected one of {list(_LOSSES)}")
@@ -215,7 +251,7 @@ def _check_classes(model: Model, cls: Any, n: int, *, what: str = "class index")
 def _check_labels(model: Model, labels: Any, n: int, kind: str) -> jax.Array:
     if labels is None:
         raise ValueError("target 'loss' needs labels=: class indices (N,) or regression values (N,) / (N, K)")
-    if kind == "ce":
+    if kind in _CLASS_LOSSES:
         return _check_classes(model, labels, n)
     arr = np.asarray(labels, dtype=np.float64 if jax.config.jax_enable_x64 else np.float32)
     if arr.ndim == 0 or arr.shape[0] != n or arr.size != n * model.num_outputs:
@@ -263,8 +299,11 @@ def resolve(model: Model, target: Any, n: int, *, labels: Any = None, allow_all:
     classification = model.output_kind == "classification"
     if target.needs == "labels":
         kind = target.loss_kind or ("ce" if classification else "mse")
-        if kind == "ce" and not classification:
-            raise ValueError(f"cross-entropy loss needs a classification model; {model.name!r} is a regression model")
+        if kind in _CLASS_LOSSES and not classification:
+            what = {"ce": "cross-entropy loss", "cw": "the CW margin", "dlr": "the DLR loss"}[kind]
+            raise ValueError(f"{what} needs a classification model; {model.name!r} is a regression model")
+        if kind == "dlr" and model.num_outputs < 3:
+            raise ValueError(f"the DLR loss needs at least 3 classes; model {model.name!r} has {model.num_outputs}")
         aux = _check_labels(model, target.labels if target.labels is not None else labels, n, kind)
         return BoundTarget(_LOSSES[kind], aux, f"loss[{kind}]")
     is_output = target.name.startswith("output[")

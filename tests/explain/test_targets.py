@@ -133,3 +133,53 @@ def test_cross_entropy_float32_gradient_matches_float64(gap, rest, label):
     scale = np.abs(g64).max()
     assert np.abs(g32 - g64).max() <= 1e-5 * scale + 1e-44
     assert g32[0, y] < 0  # never cancels to 0
+
+
+def test_margin_losses_match_their_definitions(linen_cnn):
+    z = jnp.array([[3.0, 1.0, -2.0], [0.5, 4.0, 1.5]])
+    y = np.array([0, 2])
+    cw = _resolve(linen_cnn, targets.loss(y, "cw"), 2)
+    np.testing.assert_allclose(cw[0](z, cw[1]), [1.0 - 3.0, 4.0 - 1.5])
+    d = _resolve(linen_cnn, targets.loss(y, "dlr"), 2)
+    np.testing.assert_allclose(d[0](z, d[1]), [(1.0 - 3.0) / (3.0 + 2.0), (4.0 - 1.5) / (4.0 - 0.5)], rtol=1e-6)
+    assert d[2] == "loss[dlr]"
+
+
+def test_dlr_is_invariant_to_shifting_and_scaling_the_logits(linen_cnn):
+    z = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+    y = jnp.array([0, 1, 2, 0])
+    np.testing.assert_allclose(targets.dlr(1000.0 * z + 7.0, y), targets.dlr(z, y), rtol=1e-4)
+
+
+def test_margin_loss_gradients_match_finite_differences(nnx_mlp):
+    from testlib import central_difference, to_float64
+
+    import explain
+
+    with jax.enable_x64(True):
+        model = to_float64(nnx_mlp)
+        x = np.random.default_rng(5).normal(size=(1, 5))
+        for kind in ("cw", "dlr"):
+            target = targets.loss(np.array([1]), kind)
+            g = np.asarray(explain.input_gradients(model, x, target=target).values)
+            bound = explain.gradients.prepare(model, x, target=target).target
+            fd = central_difference(lambda v: bound(model.apply(model.params, v[None]))[0], x[0])
+            np.testing.assert_allclose(g[0], fd, rtol=1e-5, atol=1e-9)
+
+
+def test_margin_losses_need_a_classifier_and_dlr_three_classes(nnx_mlp):
+    import dataclasses
+
+    reg = dataclasses.replace(nnx_mlp, output_kind="regression")
+    with pytest.raises(ValueError, match="the CW margin needs a classification model"):
+        targets.resolve(reg, targets.loss(np.array([0, 1]), "cw"), 2)
+    with pytest.raises(ValueError, match="unknown loss 'hinge'"):
+        targets.loss(np.array([0]), "hinge")
+
+
+def test_dlr_needs_three_classes():
+    from saliency_testlib import linear_apply, make_model
+
+    two = make_model(linear_apply, (4,), k=2)
+    with pytest.raises(ValueError, match="the DLR loss needs at least 3 classes; .* has 2"):
+        targets.resolve(two, targets.loss(np.array([0, 1]), "dlr"), 2)

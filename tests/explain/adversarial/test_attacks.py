@@ -339,3 +339,18 @@ def test_eps_zero_runs_the_attack_and_returns_the_input(key):
     s = sweep(m, x, eps=[0.0], config=A.AttackConfig("pgd", steps=3), key=key)
     np.testing.assert_array_equal(np.asarray(s.results[0].x_adv), x)
     assert not np.asarray(s.results[0].success).any()
+
+
+@pytest.mark.parametrize("kind", ["cw", "dlr"])
+def test_margin_losses_are_attack_objectives(kind):
+    # explain.targets.loss(labels, "cw" | "dlr") as target=: ascended inside the ε-ball.
+    m = cached_linear((3, 3, 2))
+    x = np.random.default_rng(8).uniform(0, 1, (5, 3, 3, 2)).astype(np.float32)
+    y = np.asarray(jnp.argmax(m.apply(m.params, jnp.asarray(x)), 1))
+    objective = explain.targets.loss(y, kind)
+    r = pgd(m, x, eps=0.05, key=jax.random.key(1), steps=5, target=objective, labels=y)
+    bound = explain.targets.resolve(m, objective, len(y))
+    before = np.asarray(bound(m.apply(m.params, jnp.asarray(x))))
+    after = np.asarray(bound(m.apply(m.params, r.x_adv)))
+    assert np.all(after >= before - 1e-6) and np.any(after > before + 1e-3)
+    assert float(np.abs(np.asarray(r.x_adv) - x).max()) <= 0.05 + 1e-6
