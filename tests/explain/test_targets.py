@@ -163,7 +163,7 @@ def test_margin_loss_gradients_match_finite_differences(nnx_mlp):
             target = targets.loss(np.array([1]), kind)
             g = np.asarray(explain.input_gradients(model, x, target=target).values)
             bound = explain.gradients.prepare(model, x, target=target).target
-            fd = central_difference(lambda v: bound(model.apply(model.params, v[None]))[0], x[0])
+            fd = central_difference(lambda v, bound=bound: bound(model.apply(model.params, v[None]))[0], x[0])
             np.testing.assert_allclose(g[0], fd, rtol=1e-5, atol=1e-9)
 
 
