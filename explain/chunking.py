@@ -41,6 +41,10 @@ MEMORY_BUDGET = 256 * 2**20
 # feature (a conv net with 32-64 channels at input resolution over a few layers), so the
 # default chunk errs on the small side instead of assuming a linear model.
 NO_TAP_ACTIVATIONS_PER_FEATURE = 64
+# A forward-only row keeps no activations for a backward pass: about a third of a backward row's working set.
+FORWARD_ROWS_PER_ROW = 3
+# A Hessian-vector product (forward over reverse) carries a tangent through the backward pass: twice its rows.
+HVP_FACTOR = 2
 _PROGRESS_DELAY_S = 3.0
 
 

@@ -156,7 +156,7 @@ _hvp = jax.jit(target_hvp, static_argnums=0)
 def forward(model: Model | Any, x: Any, *, memory_budget: int | None = None) -> np.ndarray:
     """The model's outputs ``(N, K)`` for a validated batch, chunked (a forward pass needs ~1/3 of a backward row)."""
     model = as_model(model)
-    rows = 3 * chunking.rows_per_chunk(model, memory_budget=memory_budget)
+    rows = chunking.FORWARD_ROWS_PER_ROW * chunking.rows_per_chunk(model, memory_budget=memory_budget)
     return chunking.map_rows(functools.partial(_forward, model.apply, model.params), x, batch=rows)
 
 
@@ -309,6 +309,8 @@ def hvp(
     v = p.model.input_spec.validate(v, name="v", check_range=False)
     if v.shape != p.x.shape:
         raise ValueError(f"expected v of the same shape as x {tuple(p.x.shape)}, got {tuple(v.shape)}")
-    rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, factor=2, dtype=p.x.dtype)
+    rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, factor=chunking.HVP_FACTOR, dtype=p.x.dtype)
     run = functools.partial(_hvp, p.model.apply, p.model.params)
-    return jnp.asarray(chunking.map_rows(lambda x, v, t: run(x, v.astype(x.dtype), t), p.x, v, p.target, batch=rows))
+    return chunking.to_device(
+        chunking.map_rows(lambda x, v, t: run(x, v.astype(x.dtype), t), p.x, v, p.target, batch=rows)
+    )

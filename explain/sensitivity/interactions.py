@@ -40,10 +40,6 @@ from explain.sensitivity.local import Rows
 from explain.sensitivity.result import Interactions
 from explain.targets import BoundTarget
 
-# A Hessian-vector product (a jvp of the backward pass) holds about twice a backward row's working set.
-HVP_FACTOR = 2
-
-
 # ----------------------------------------------------------------------------- pure cores
 
 
@@ -105,7 +101,7 @@ _abs_hessian_sum = jax.jit(abs_hessian_sum, static_argnums=0)
 def _plan(p: Prepared, memory_budget: int | None, *, out_per_row: int = 0) -> tuple[int, int]:
     """``(rows, directions)`` per call: HVP rows within the budget, less ``out_per_row`` output floats per row."""
     f = p.x.shape[1]
-    rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, factor=HVP_FACTOR, dtype=p.x.dtype)
+    rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, factor=chunking.HVP_FACTOR, dtype=p.x.dtype)
     if out_per_row:
         rows = max(1, min(rows, chunking.check_budget(memory_budget) // (out_per_row * p.x.dtype.itemsize)))
     return chunking.plan(p.n, rows, f)

@@ -40,8 +40,6 @@ from explain.sensitivity.data import host_generator
 from explain.targets import BoundTarget
 
 KINDS: tuple[str, ...] = ("auto", "increase", "abs_change")
-# A forward pass keeps no activations for a backward pass: about a third of a backward row's working set.
-FORWARD_ROWS_PER_BACKWARD_ROW = 3
 
 
 def resolve_kind(kind: str, target_name: str) -> str:
@@ -133,7 +131,7 @@ def permutation_rows(
     x = np.asarray(p.x)
     n, f = x.shape
     apply, params = p.model.apply, p.model.params
-    rows = FORWARD_ROWS_PER_BACKWARD_ROW * chunking.rows_per_chunk(p.model, memory_budget=memory_budget, dtype=x.dtype)
+    rows = chunking.FORWARD_ROWS_PER_ROW * chunking.rows_per_chunk(p.model, memory_budget=memory_budget, dtype=x.dtype)
     base = chunking.map_rows(functools.partial(_target_values, apply, params), x, p.target, batch=rows)
     batch, per_call = chunking.plan(n, rows, f)
     run = functools.partial(_permutation_chunk, apply, params, kind=kind)
