@@ -24,7 +24,6 @@ References:
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -32,9 +31,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from explain import chunking
 from explain.arrays import Batch
-from explain.gradients import Prepared, prepare, target_and_layer_grad
+from explain.gradients import prepare, target_and_layer_grad
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency import guided as guided_lib
@@ -140,15 +138,6 @@ _grad_cam = jax.jit(grad_cam_core, static_argnums=0, static_argnames=("layer", "
 _guided_grad_cam = jax.jit(guided_grad_cam_core, static_argnums=0, static_argnames=("layer", "layer_shape"))
 
 
-def _run_tap(
-    core: Callable, p: Prepared, kwargs: Mapping[str, Any], memory_budget: int | None, show_progress: bool
-) -> Attribution:
-    """``core(tap, params, x, target, **kwargs)`` over chunks of rows (``_common.run_rows`` with the tap)."""
-    fn = functools.partial(core, p.model.tap, p.model.params, **kwargs)
-    a = chunking.map_rows(fn, p.x, p.target, batch=common.rows(p, memory_budget), show_progress=show_progress)
-    return common.to_attribution(a)
-
-
 # ----------------------------------------------------------------------------- public
 
 
@@ -187,7 +176,8 @@ def grad_cam(
     m = as_model(model)
     kwargs = core_options(m, {"layer": layer})
     p = prepare(m, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
-    return _run_tap(_grad_cam, p, kwargs, memory_budget, show_progress)
+    a = common.run_rows(_grad_cam, p, memory_budget=memory_budget, show_progress=show_progress, uses_tap=True, **kwargs)
+    return common.to_attribution(a)
 
 
 def guided_grad_cam(
@@ -208,4 +198,7 @@ def guided_grad_cam(
     m = as_model(model)
     kwargs = guided_core_options(m, {"layer": layer})
     p = prepare(m, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
-    return _run_tap(_guided_grad_cam, p, kwargs, memory_budget, show_progress)
+    a = common.run_rows(
+        _guided_grad_cam, p, memory_budget=memory_budget, show_progress=show_progress, uses_tap=True, **kwargs
+    )
+    return common.to_attribution(a)
