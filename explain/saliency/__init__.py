@@ -2,6 +2,19 @@
 
 Each method ``foo(model, x, *, ...)`` has a pure core ``foo_core(apply_or_tap, params, x, target, ...)``
 usable inside ``jax.jit`` / ``jax.vmap`` (see ``explain/README.md``).
+
+Arguments every method takes (each method's docstring adds its own):
+
+* ``model``: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
+* ``x``: ``(N, *input_shape)``; values come back shaped like it.
+* ``target``: see :mod:`explain.targets`, or ``"all"`` where supported (values ``(N, K, *input_shape)``);
+  a predicted class is frozen at ``x``. ``labels``: ``(N,)`` when ``target="loss"``.
+* ``memory_budget``: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`; ``target="all"``
+  counts ``K`` backward passes per row); samples and steps/draws are chunked within it, so memory does
+  not grow with ``N``, steps or draws.
+* ``show_progress``: a progress bar for long calls.
+
+Bad input raises ``ValueError`` / ``TypeError`` before anything compiles.
 """
 
 from explain.saliency.attribution import (
@@ -42,6 +55,7 @@ from explain.saliency.guided_ig import (
 from explain.saliency.integrated import (
     integrated_gradients,
     integrated_gradients_adaptive,
+    integrated_gradients_adaptive_core,
     integrated_gradients_core,
     make_baseline,
     quadrature,
@@ -57,8 +71,11 @@ from explain.saliency.smooth import (
     noise_tunnel,
     noise_tunnel_core,
     smoothgrad,
+    smoothgrad_core,
     smoothgrad_sq,
+    smoothgrad_sq_core,
     vargrad,
+    vargrad_core,
 )
 
 __all__ = [
@@ -84,6 +101,7 @@ __all__ = [
     "guided_integrated_gradients_core",
     "integrated_gradients",
     "integrated_gradients_adaptive",
+    "integrated_gradients_adaptive_core",
     "integrated_gradients_core",
     "make_baseline",
     "noise_tunnel",
@@ -92,8 +110,11 @@ __all__ = [
     "occlusion_core",
     "quadrature",
     "smoothgrad",
+    "smoothgrad_core",
     "smoothgrad_sq",
+    "smoothgrad_sq_core",
     "vanilla_gradient",
     "vanilla_gradient_core",
     "vargrad",
+    "vargrad_core",
 ]

@@ -111,26 +111,15 @@ def blur_integrated_gradients(
 ) -> Attribution:
     """Blur IG (module docstring has the math); defaults as PAIR (``max_sigma=50``, ``steps=100``).
 
-    Args:
-      model: an image :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, H, W, C)``.
-      target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, H, W, C)``).
-      labels: ``(N,)`` when ``target="loss"``.
+    Args (others: :mod:`explain.saliency`; images ``(N, H, W, C)`` only):
       max_sigma: blur std (pixels) at the path's start, ``> 0``.
       steps: ``>= 1`` Riemann steps in σ.
       sqrt: ``σ_k = max_sigma · sqrt(k / steps)`` (denser near the sharp image). Unlike PAIR's
         ``sqrt`` (``sqrt(max_sigma · k / steps)``, ending at ``sqrt(max_sigma)``) the path still
         starts at ``max_sigma``.
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
-        samples and steps are chunked within it, so memory does not grow with ``N`` or ``steps``.
-      show_progress: a progress bar for long calls.
 
     Returns:
-      :class:`Attribution` shaped like ``x`` with ``convergence_delta``
-      ``Σ values - (F(x) - F(x_{max_sigma}))`` and ``steps`` per sample.
-
-    Raises:
-      ValueError / TypeError: before compilation, for non-image models, ``max_sigma <= 0``, ``steps < 1``.
+      :class:`Attribution` with ``convergence_delta = Σ values - (F(x) - F(x_{max_sigma}))`` and ``steps``.
 
     Example:
       >>> a = blur_integrated_gradients(m, x, target=y, max_sigma=20.0, steps=64)

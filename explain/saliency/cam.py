@@ -153,22 +153,10 @@ def grad_cam(
 ) -> Attribution:
     """Grad-CAM of ``layer`` (default :func:`default_layer`), upsampled to the input size.
 
-    Args:
-      model: an image :class:`~explain.model.Model` with layer access (contract in :mod:`explain.model`).
-      x: ``(N, H, W, C)``.
-      layer: a name in ``model.layer_names`` with ``(h, w, c)`` activations; default the last one.
-      target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, H, W, C)``).
-      labels: ``(N,)`` when ``target="loss"``.
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`;
-        ``target="all"`` counts ``K`` backward passes per sample).
-      show_progress: a progress bar for long calls.
-
-    Returns:
-      :class:`Attribution` shaped like ``x`` (the map repeated over channels), ``>= 0``.
-
-    Raises:
-      ValueError: unknown layer (naming the known ones), a non-spatial layer, a non-image model,
-      all before compilation.
+    ``layer``: a name in ``model.layer_names`` with ``(h, w, c)`` activations, of an image model
+    with layer access. Values ``>= 0``, shaped like ``x`` (the map repeated over channels).
+    Raises ``ValueError`` before compilation for an unknown layer (naming the known ones), a
+    non-spatial layer or a non-image model.
 
     Example:
       >>> grad_cam(m, x, target=3, layer="conv2").values.shape == x.shape
@@ -192,8 +180,7 @@ def guided_grad_cam(
 ) -> Attribution:
     """Guided Grad-CAM: Guided Backprop ⊙ the upsampled Grad-CAM, both of the same target.
 
-    Args and returns as :func:`grad_cam`; also raises ``ValueError`` when the model has no
-    ``jax.nn.relu`` (see :func:`explain.saliency.guided.guided_backprop`).
+    As :func:`grad_cam`; also raises ``ValueError`` when the model has no ``jax.nn.relu``.
     """
     m = as_model(model)
     kwargs = guided_core_options(m, {"layer": layer})

@@ -39,19 +39,8 @@ from explain.gradients import prepare
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
-from explain.saliency.smooth import noise_sigma
+from explain.saliency.smooth import noise_scale, noise_sigma
 from explain.targets import BoundTarget
-
-
-def _sigma(x: jax.Array, noise_level: Any, value_range: tuple[float, float] | None) -> jax.Array:
-    """``σ (N,)`` as :func:`explain.saliency.smooth.noise_sigma`, traced (per row, so chunking changes nothing)."""
-    n = x.shape[0]
-    if value_range is not None:
-        width = jnp.full((n,), float(value_range[1]) - float(value_range[0]), x.dtype)
-    else:
-        flat = x.reshape(n, -1)
-        width = flat.max(axis=1) - flat.min(axis=1)
-    return (jnp.asarray(noise_level, x.dtype) * width).astype(x.dtype)
 
 
 def expected_gradients_chunk(
@@ -73,7 +62,7 @@ def expected_gradients_chunk(
     ``x_s`` is the (noisy) input of draw ``s``; additive over draw chunks. Shapes
     ``(N, [K,] ...)``, ``(N[, K])``, ``(N[, K])``.
     """
-    sigma = _sigma(x, noise_level, value_range)
+    sigma = noise_scale(x, noise_level, value_range)  # per row: chunking changes nothing
     m = references.shape[0]
     refs = references.astype(x.dtype)
 
@@ -206,26 +195,19 @@ expected_gradients = _estimator(
     50,
     """Expected Gradients: IG averaged over baselines drawn from ``references`` (module docstring has the math).
 
-    Args:
-      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, *input_shape)``.
+    Args (others: :mod:`explain.saliency`):
       references: ``(M, *input_shape)`` reference set the baselines are drawn from (e.g. training images).
       key: PRNG key (required; ``None`` is refused with a message): same key, same result.
-      target: see :mod:`explain.targets`, or ``"all"``. A predicted class is frozen at ``x``.
-      labels: ``(N,)`` when ``target="loss"``.
       n_samples: draws (baseline, α) per input (default 50).
       noise_level: Gaussian noise σ on ``x`` per draw, as a fraction of the declared value range's
         width, else of each sample's ``max - min`` (GradientSHAP; default 0: no noise).
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
-        samples and draws are chunked within it, so memory does not grow with ``N`` or ``n_samples``.
-      show_progress: a progress bar for long calls.
 
     Returns:
       :class:`Attribution` shaped like ``x``; ``convergence_delta = Σ values - mean_s (F(x_s) - F(b_s))``,
       ``x_s`` the noisy input of draw ``s`` (``x`` itself when ``noise_level = 0``); ``steps = n_samples``.
 
     Raises:
-      ValueError / TypeError: before compilation, for references of the wrong shape, ``n_samples < 1``,
+      ValueError / TypeError: before compilation, also for references of the wrong shape, ``n_samples < 1``,
       ``noise_level < 0``, ``σ = 0`` with ``noise_level > 0``, a missing or malformed key.
 
     Example:

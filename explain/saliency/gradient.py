@@ -55,19 +55,8 @@ def vanilla_gradient(
     memory_budget: int | None = None,
     show_progress: bool = False,
 ) -> Attribution:
-    """The input gradient ``∂F/∂x``, or its magnitude ``|∂F/∂x|`` with ``absolute=True``.
-
-    Args:
-      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, *input_shape)``.
-      target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, *input_shape)``).
-      labels: ``(N,)`` when ``target="loss"``.
-      absolute: return ``|∂F/∂x|`` (the original saliency map of Simonyan et al.).
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
-      show_progress: a progress bar for long calls.
-
-    Returns:
-      :class:`Attribution` with ``values`` shaped like ``x``.
+    """The input gradient ``∂F/∂x``, or its magnitude ``|∂F/∂x|`` with ``absolute=True``
+    (the original saliency map of Simonyan et al.). Other arguments: :mod:`explain.saliency`.
 
     Example:
       >>> vanilla_gradient(m, x, target=3).values.shape == x.shape
@@ -86,10 +75,7 @@ def gradient_x_input(
     memory_budget: int | None = None,
     show_progress: bool = False,
 ) -> Attribution:
-    """Gradient × Input ``x ⊙ ∂F/∂x``: for a linear model, each feature's exact contribution ``w_i x_i``.
-
-    Args and returns as :func:`vanilla_gradient`.
-    """
+    """Gradient × Input ``x ⊙ ∂F/∂x``: for a linear model, each feature's exact contribution ``w_i x_i``."""
     p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
     return common.to_attribution(
         common.run_rows(_times_input, p, memory_budget=memory_budget, show_progress=show_progress)

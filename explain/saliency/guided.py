@@ -56,33 +56,17 @@ NO_RELU_MSG = (
 )
 
 
-@jax.custom_vjp
-def _guided_relu(x):
-    return jnp.maximum(x, 0)
+def _relu_with(backward: Callable[[jax.Array, jax.Array], jax.Array]) -> Callable:
+    """``max(x, 0)`` whose pullback of ``g`` is ``backward(x, g)``."""
+    relu = jax.custom_vjp(lambda x: jnp.maximum(x, 0))
+    relu.defvjp(lambda x: (jnp.maximum(x, 0), x), lambda x, g: (backward(x, g),))
+    return relu
 
 
-def _relu_fwd(x):
-    return jnp.maximum(x, 0), x
-
-
-def _guided_bwd(x, g):
-    return (jnp.where((x > 0) & (g > 0), g, 0),)
-
-
-_guided_relu.defvjp(_relu_fwd, _guided_bwd)
-
-
-@jax.custom_vjp
-def _deconv_relu(x):
-    return jnp.maximum(x, 0)
-
-
-def _deconv_bwd(x, g):
-    return (jnp.maximum(g, 0),)
-
-
-_deconv_relu.defvjp(_relu_fwd, _deconv_bwd)
-_REPLACEMENTS = {"guided": _guided_relu, "deconvnet": _deconv_relu}
+_REPLACEMENTS = {
+    "guided": _relu_with(lambda x, g: jnp.where((x > 0) & (g > 0), g, 0)),
+    "deconvnet": _relu_with(lambda x, g: jnp.maximum(g, 0)),
+}
 
 
 def _is_relu(eqn: jcore.JaxprEqn) -> bool:
@@ -137,7 +121,7 @@ def count_relus(apply: Callable, params: Any, x: Any) -> int:
     count = [0]
 
     def run(p, x):
-        out, count[0] = _rewrite(apply, _guided_relu, p, x)
+        out, count[0] = _rewrite(apply, _REPLACEMENTS["guided"], p, x)
         return out
 
     jax.eval_shape(run, params, x)
@@ -181,86 +165,47 @@ def core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
     return dict(options)
 
 
-# ----------------------------------------------------------------------------- pure cores
+def _rule_method(rule: Rule, name: str, what: str) -> tuple[Callable[..., Attribution], Callable[..., Attribution]]:
+    """The public method ``name`` and its pure core: the input "gradient" with ``rule``'s ReLU backward.
 
-
-def guided_backprop_core(
-    apply: Callable, params: Any, x: Float[Array, " n *features"], target: BoundTarget
-) -> Attribution:
-    """Pure: the input "gradient" with Guided Backprop's ReLU rule, ``(N, ...)`` or ``(N, K, ...)`` for ``"all"``."""
-    _, g, _ = target_and_grad(ModifiedApply(apply, "guided"), params, x, target)
-    return Attribution(g, "guided_backprop", target.name)
-
-
-def deconvnet_core(apply: Callable, params: Any, x: Float[Array, " n *features"], target: BoundTarget) -> Attribution:
-    """Pure: the input "gradient" with Deconvnet's ReLU rule, ``(N, ...)`` or ``(N, K, ...)`` for ``"all"``."""
-    _, g, _ = target_and_grad(ModifiedApply(apply, "deconvnet"), params, x, target)
-    return Attribution(g, "deconvnet", target.name)
-
-
-_guided = jax.jit(guided_backprop_core, static_argnums=0)
-_deconvnet = jax.jit(deconvnet_core, static_argnums=0)
-
-
-# ----------------------------------------------------------------------------- public
-
-
-def guided_backprop(
-    model: Model | Any,
-    x: Batch,
-    *,
-    target: Any = None,
-    labels: Any = None,
-    memory_budget: int | None = None,
-    show_progress: bool = False,
-) -> Attribution:
-    """Guided Backpropagation: the input gradient with each ReLU passing only positive gradient
-    where its input was positive (module docstring has the rules).
-
-    Args:
-      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) whose ReLUs are
-        ``jax.nn.relu``, or a bundle.
-      x: ``(N, *input_shape)``.
-      target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, *input_shape)``).
-      labels: ``(N,)`` when ``target="loss"``.
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
-      show_progress: a progress bar for long calls.
-
-    Returns:
-      :class:`Attribution` with ``values`` shaped like ``x``.
-
-    Raises:
-      ValueError: no ``jax.nn.relu`` in the model (before any compilation), or a bad ``x``/target.
-
-    Example:
-      >>> guided_backprop(m, x, target=3).values.shape == x.shape
-
-    References:
-      Springenberg et al. Striving for Simplicity: The All Convolutional Net. ICLR workshop 2015.
+    The core's values are ``(N, ...)`` or ``(N, K, ...)`` for ``target="all"``; the method raises
+    ``ValueError`` before compilation when the model calls no ``jax.nn.relu``.
     """
-    check_relus(as_model(model))
-    p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
-    return common.to_attribution(common.run_rows(_guided, p, memory_budget=memory_budget, show_progress=show_progress))
+
+    def core(apply: Callable, params: Any, x: Float[Array, " n *features"], target: BoundTarget) -> Attribution:
+        _, g, _ = target_and_grad(ModifiedApply(apply, rule), params, x, target)
+        return Attribution(g, name, target.name)
+
+    jitted = jax.jit(core, static_argnums=0)
+
+    def fn(
+        model: Model | Any,
+        x: Batch,
+        *,
+        target: Any = None,
+        labels: Any = None,
+        memory_budget: int | None = None,
+        show_progress: bool = False,
+    ) -> Attribution:
+        check_relus(as_model(model))
+        p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
+        return common.to_attribution(
+            common.run_rows(jitted, p, memory_budget=memory_budget, show_progress=show_progress)
+        )
+
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"{what} (module docstring has the rules and references)."
+    core.__name__ = core.__qualname__ = f"{name}_core"
+    core.__doc__ = f"Pure {name}: the input gradient with the {rule!r} ReLU backward, ``(N, [K,] ...)``."
+    return fn, core
 
 
-def deconvnet(
-    model: Model | Any,
-    x: Batch,
-    *,
-    target: Any = None,
-    labels: Any = None,
-    memory_budget: int | None = None,
-    show_progress: bool = False,
-) -> Attribution:
-    """Deconvnet: the input gradient with each ReLU passing the positive part of its gradient.
-
-    Args, returns and raises as :func:`guided_backprop`.
-
-    References:
-      Zeiler, Fergus. Visualizing and Understanding Convolutional Networks. ECCV 2014.
-    """
-    check_relus(as_model(model))
-    p = prepare(model, x, target=target, labels=labels, allow_all=True, memory_budget=memory_budget)
-    return common.to_attribution(
-        common.run_rows(_deconvnet, p, memory_budget=memory_budget, show_progress=show_progress)
-    )
+guided_backprop, guided_backprop_core = _rule_method(
+    "guided",
+    "guided_backprop",
+    "Guided Backpropagation: the input gradient with each ReLU passing only positive gradient where its input was "
+    "positive",
+)
+deconvnet, deconvnet_core = _rule_method(
+    "deconvnet", "deconvnet", "Deconvnet: the input gradient with each ReLU passing the positive part of its gradient"
+)

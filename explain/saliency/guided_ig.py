@@ -163,27 +163,15 @@ def guided_integrated_gradients(
 ) -> Attribution:
     """Guided IG (module docstring has the algorithm); defaults as PAIR.
 
-    Args:
-      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, *input_shape)``.
-      target: see :mod:`explain.targets` (not ``"all"``: the path depends on the target's gradient).
-      labels: ``(N,)`` when ``target="loss"``.
+    Args (others: :mod:`explain.saliency`; ``target="all"`` is refused: the path follows its gradient):
       baseline: as :func:`explain.saliency.integrated.make_baseline` (default zeros, as PAIR).
       steps: ``>= 1`` path steps.
       fraction: in (0, 1], share of features moved per selection round.
       max_dist: in [0, 1], how far (in α) a feature may deviate from the straight path.
       key: only for ``baseline="uniform"``.
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
-        each step is one backward pass over a chunk of rows, so memory does not grow with ``N``
-        or ``steps``. Samples are independent, so chunking does not change the result.
-      show_progress: a progress bar for long calls.
 
     Returns:
-      :class:`Attribution` shaped like ``x`` with ``convergence_delta``
-      ``Σ values - (F(x) - F(x'))`` and ``steps`` per sample.
-
-    Raises:
-      ValueError / TypeError: before compilation, for bad options, baseline or target (``"all"``).
+      :class:`Attribution` with ``convergence_delta = Σ values - (F(x) - F(x'))`` and ``steps`` per sample.
 
     Example:
       >>> a = guided_integrated_gradients(m, x, target=y, steps=32)
@@ -194,15 +182,9 @@ def guided_integrated_gradients(
     p = prepare(model, x, target=target, labels=labels, allow_all=False, memory_budget=memory_budget)
     base = make_baseline(p.model, p.x, baseline, key=key)
     values = common.run_rows(
-        _guided_path,
-        p,
-        base,
-        memory_budget=memory_budget,
-        show_progress=show_progress,
-        steps=steps,
-        fraction=fraction,
-        max_dist=max_dist,
-    )
+        _guided_path, p, base, memory_budget=memory_budget, show_progress=show_progress,
+        steps=steps, fraction=fraction, max_dist=max_dist,
+    )  # fmt: skip
     delta = common.delta(p, values, base, memory_budget)
     n_steps = jnp.full((p.n,), steps, jnp.int32)
     return Attribution(jax.device_put(values), "guided_integrated_gradients", p.target.name, delta, n_steps)

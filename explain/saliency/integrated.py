@@ -12,7 +12,9 @@ quadrature error is reported per sample as ``convergence_delta``, as Captum does
 usable inside ``jax.jit``/``jax.vmap``); the public wrapper runs the same
 :func:`path_chunk` over chunks of samples × steps within the memory budget
 (:func:`explain.chunking.map_rows`, last chunk padded with zero weight), so
-memory does not grow with ``N`` or ``steps``.
+memory does not grow with ``N`` or ``steps``. The adaptive variant's data-dependent
+doubling is a ``lax.while_loop`` over a static maximum of rounds (:func:`adaptive_refine`),
+so it too has a pure core, :func:`integrated_gradients_adaptive_core`.
 
 References:
   Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017.
@@ -27,7 +29,7 @@ from typing import Any, Literal
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, Float, Int
 
 from explain import chunking
 from explain.arrays import Batch
@@ -118,15 +120,12 @@ def check_baseline(
     value: float | None = None,
     blur_sigma: float | None = None,
 ) -> None:
-    """The checks of :func:`make_baseline`, on the host and before anything is compiled.
-
-    Wrappers call it before :func:`explain.gradients.prepare` (whose predicted-class
-    forward pass compiles), so a bad baseline fails first. ``x`` is the user's batch;
-    an array baseline is compared with ``(N, *input_spec.shape)`` (a malformed ``x``
-    is left to :func:`~explain.gradients.prepare`).
+    """The checks of :func:`make_baseline` on the user's ``x``, run before :func:`explain.gradients.prepare`
+    (whose predicted-class forward pass compiles), so a bad baseline fails first.
 
     Raises:
-      ValueError: unknown kind, wrong shape, NaN/inf, missing key, blur on non-images.
+      ValueError: unknown kind, a shape not ``(N, *input_shape)`` or ``input_shape``, NaN/inf,
+      missing key, blur on non-images.
     """
     if isinstance(baseline, str):
         check_choice("baseline", baseline, BASELINES)
@@ -276,41 +275,22 @@ def integrated_gradients(
     memory_budget: int | None = None,
     show_progress: bool = False,
 ) -> Attribution:
-    """Integrated Gradients along the straight path from a baseline, batched and chunked.
+    """Integrated Gradients ``(x - x') ⊙ Σ_k w_k ∇F(x' + α_k (x - x'))`` with ``rule``'s nodes (:func:`quadrature`).
 
-    ``IG(x) = (x - x') ⊙ Σ_k w_k ∇F(x' + α_k (x - x'))`` with the nodes and
-    weights of ``rule`` (:func:`quadrature`).
-
-    Args:
-      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, *input_shape)``.
-      target: see :mod:`explain.targets`, or ``"all"`` for every class in one call
-        (values ``(N, K, *input_shape)``). A predicted-class target is frozen at ``x``.
-      labels: ``(N,)`` when ``target="loss"``.
+    Args (others: :mod:`explain.saliency`):
       baseline: ``"zero"`` (default), ``"constant"``, ``"blur"``, ``"uniform"`` or an
         array; see :func:`make_baseline`.
       steps: quadrature points, ``1 <= steps <= 10000`` (default 50, as Captum).
       rule: ``"gauss_legendre"`` (default, as Captum) or ``"riemann_left|right|middle|trapezoid"``.
       key: PRNG key, only for ``baseline="uniform"``.
       baseline_value, blur_sigma: options of the ``"constant"`` and ``"blur"`` baselines.
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
-        samples and steps are chunked within it, so memory does not grow with ``N`` or ``steps``.
-      show_progress: a progress bar for long calls.
 
     Returns:
-      :class:`Attribution` with ``values`` shaped like ``x``, ``convergence_delta``
-      ``Σ values - (F(x) - F(x'))`` per sample and ``steps`` per sample.
-
-    Raises:
-      ValueError / TypeError: before compilation, for a bad ``x``, target, baseline
-      shape or kind, rule, ``steps`` out of range, or a missing key.
+      :class:`Attribution` with ``convergence_delta = Σ values - (F(x) - F(x'))`` and ``steps`` per sample.
 
     Example:
       >>> a = integrated_gradients(m, x, target=y, steps=64)
       >>> a.values.shape == x.shape, float(abs(a.convergence_delta).max())
-
-    References:
-      Sundararajan, Taly, Yan. Axiomatic Attribution for Deep Networks. ICML 2017.
     """
     rule, steps = check_rule(rule, steps)
     check_baseline(as_model(model), x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
@@ -343,19 +323,39 @@ def integrated_gradients_adaptive(
     Starting at ``start_steps``, the samples whose ``|δ| > tolerance · (1 + |F(x) - F(x')|)``
     (a mixed absolute/relative test, as ``numpy.isclose``) are recomputed with
     twice the steps, until all pass or ``max_steps`` is reached. Each sample keeps
-    the result of the first step count that passed (or of ``max_steps``).
+    the result of the first step count that passed (or of ``max_steps``). Runs
+    :func:`adaptive_refine` (as :func:`integrated_gradients_adaptive_core`) over chunks of samples.
 
     Args:
       tolerance: ``> 0``; see above.
       start_steps, max_steps: ``1 <= start_steps <= max_steps <= 10000``.
-      memory_budget: the steps per call are fixed once from it (:func:`adaptive_chunk`) and
-        sub-batches padded to a few bucket sizes, so doubling does not recompile.
+      memory_budget: bounds the samples × steps of each gradient call (:func:`adaptive_chunk`).
+        The schedule and tolerance are traced arrays of fixed shape: a new ``tolerance``, ``rule``
+        or ``max_steps`` compiles nothing.
       (others as :func:`integrated_gradients`; ``target="all"`` is not supported)
 
     Returns:
       :class:`Attribution` whose ``steps (N,)`` are the steps each sample used
       and ``convergence_delta (N,)`` its final error.
     """
+    tolerance, rule, start_steps, max_steps = check_adaptive(tolerance, rule, start_steps, max_steps)
+    check_baseline(as_model(model), x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
+    p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
+    base = make_baseline(p.model, p.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
+    rows = common.rows(p, memory_budget)
+    batch = min(p.n, rows)
+    chunk = adaptive_chunk(max(1, rows // min(batch, _MIN_GROUP)), start_steps)
+    nodes, counts, offsets = schedule(rule, start_steps, max_steps, padded=True)
+    fn = functools.partial(
+        _adaptive_refine, p.model.apply, p.model.params, nodes=nodes.astype(p.x.dtype), counts=counts,
+        offsets=offsets, tolerance=np.asarray(tolerance, p.x.dtype), chunk=chunk, group=max(1, min(batch, rows // chunk)),
+    )  # fmt: skip
+    a = chunking.map_rows(fn, p.x, p.target, base, batch=batch, show_progress=show_progress)
+    return common.to_attribution(a)
+
+
+def check_adaptive(tolerance: Any, rule: str, start_steps: Any, max_steps: Any) -> tuple[float, str, int, int]:
+    """Validates the adaptive options on the host; returns ``(tolerance, rule, start_steps, max_steps)``."""
     tolerance = check_float("tolerance", tolerance)
     if tolerance == 0:
         raise ValueError("expected tolerance > 0, got 0")
@@ -363,62 +363,136 @@ def integrated_gradients_adaptive(
     _, max_steps = check_rule(rule, max_steps, name="max_steps")
     if max_steps < start_steps:
         raise ValueError(f"expected max_steps >= start_steps ({start_steps}), got {max_steps}")
-    check_baseline(as_model(model), x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
-    p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
-    base = make_baseline(p.model, p.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
-    n = p.n
-    rows = common.rows(p, memory_budget)
-    scale = 1.0 + np.abs(np.asarray(common.delta(p, np.zeros(p.x.shape, p.x.dtype), base, memory_budget)))
-    values, delta = np.zeros(p.x.shape, p.x.dtype), np.zeros((n,), p.x.dtype)
-    used = np.zeros((n,), np.int32)
-    todo = np.arange(n)
-    steps = start_steps
-    while todo.size:
-        # Only unconverged samples are recomputed, padded (repeating the first) to a bucket size, and
-        # every round uses the same (samples, steps) per call, so the compiled shapes are few: at most
-        # 1 + log2(N / _MIN_BUCKET) buckets however many times the steps double.
-        bucket = _bucket(todo.size, n)
-        idx = np.concatenate([todo, np.full(bucket - todo.size, todo[0])])
-        sub = p.rows(idx)
-        batch = max(1, min(bucket, rows))
-        per_call = adaptive_chunk(max(1, rows // batch), start_steps)
-        alphas, weights = quadrature(rule, steps)
-        nodes = np.stack([alphas, weights], axis=1).astype(p.x.dtype)
-        fn = functools.partial(_path_chunk, p.model.apply, p.model.params)
-        v = chunking.map_rows(
-            fn, sub.x, sub.target, base[idx], batch=batch, draws=nodes, per_call=per_call, show_progress=show_progress
-        )
-        d = np.asarray(common.delta(sub, v, base[idx], memory_budget))
-        v, d = v[: todo.size], d[: todo.size]
-        values[todo], delta[todo], used[todo] = v, d, steps
-        todo = todo[np.abs(d) > tolerance * scale[todo]]
-        if steps >= max_steps:
-            break
-        steps = min(2 * steps, max_steps)
-    return Attribution(
-        jax.device_put(values),
-        "integrated_gradients_adaptive",
-        p.target.name,
-        convergence_delta=jnp.asarray(delta),
-        steps=jnp.asarray(used),
+    return tolerance, rule, start_steps, max_steps
+
+
+# The longest schedule (start_steps = 1, max_steps = MAX_STEPS): its rounds before the last sum to under
+# 2 · MAX_STEPS nodes, and there are at most bit_length + 1 of them.
+_SCHEDULE_NODES, _SCHEDULE_ROUNDS = 3 * MAX_STEPS, MAX_STEPS.bit_length() + 1
+
+
+def schedule(rule: Rule, start_steps: int, max_steps: int, *, padded: bool = False) -> tuple[np.ndarray, ...]:
+    """The rounds of the adaptive variant: ``nodes (T, 2)``, ``counts (R,)``, ``offsets (R,)``.
+
+    Round ``r`` uses ``counts[r] = min(start_steps · 2^r, max_steps)`` steps, whose
+    ``(α_k, w_k)`` (:func:`quadrature`) are ``nodes[offsets[r]:offsets[r] + counts[r]]``.
+    ``padded``: zero rows and zero-step rounds up to the longest schedule, so every
+    schedule has the same shapes and a new one compiles nothing.
+    """
+    counts = [start_steps]
+    while counts[-1] < max_steps:
+        counts.append(min(2 * counts[-1], max_steps))
+    nodes = np.concatenate([np.stack(quadrature(rule, s), axis=1) for s in counts])
+    offsets = np.cumsum([0, *counts[:-1]])
+    if padded:
+        nodes = np.pad(nodes, ((0, _SCHEDULE_NODES - len(nodes)), (0, 0)))
+        counts, offsets = (np.pad(a, (0, _SCHEDULE_ROUNDS - len(a))) for a in (counts, offsets))
+    return nodes, np.asarray(counts, np.int32), np.asarray(offsets, np.int32)
+
+
+def adaptive_refine(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    baseline: Float[Array, " n *features"],
+    nodes: Float[Array, " t 2"],
+    counts: Int[Array, " r"],
+    offsets: Int[Array, " r"],
+    tolerance: Float[Array, ""] | float,
+    *,
+    chunk: int,
+    group: int,
+) -> Attribution:
+    """Pure: IG of every sample at the :func:`schedule`'s rounds until its error passes, as a fixed loop.
+
+    Round ``r`` recomputes, at ``counts[r]`` steps, only the rows that still fail
+    ``|δ| <= tolerance · (1 + |F(x) - F(x')|)``: they are sorted first and taken
+    ``group`` at a time, ``chunk`` steps per gradient call (``group · chunk`` model rows),
+    so a round costs the failing rows, not ``N``. The loop ends when no row fails or the
+    rounds (at most ``R``, a static bound) run out; the others keep their last round by masking.
+    """
+    n, group = x.shape[0], min(group, x.shape[0])
+    baseline = baseline.astype(x.dtype)
+    # `chunk` zero rows past the end: a round's last chunk may read past the table (masked, never clamped).
+    nodes = jnp.concatenate([nodes.astype(x.dtype), jnp.zeros((chunk, 2), x.dtype)])
+    diff = common.endpoints(apply, params, x, target, baseline)  # (N,)
+    limit = tolerance * (1.0 + jnp.abs(diff))
+    lanes = jnp.arange(chunk)
+
+    def ig(idx: jax.Array, r: jax.Array) -> jax.Array:  # rows idx (group,) at round r's steps
+        xs, ts, bs = x[idx], target.rows(idx), baseline[idx]
+
+        def step(c, acc):
+            part = jax.lax.dynamic_slice_in_dim(nodes, offsets[r] + c * chunk, chunk)
+            return acc + path_chunk(apply, params, xs, ts, bs, part, c * chunk + lanes < counts[r])
+
+        return jax.lax.fori_loop(0, -(-counts[r] // chunk), step, jnp.zeros_like(xs))
+
+    def refine(state):
+        r, values, delta, used, todo = state
+        order = jnp.argsort(~todo, stable=True)  # failing rows first
+
+        def one_group(g, out):
+            idx = jax.lax.dynamic_slice_in_dim(order, g * group, group)  # the last is clamped back: overlap is harmless
+            return out.at[idx].set(ig(idx, r))
+
+        new = jax.lax.fori_loop(0, -(-todo.sum() // group), one_group, values)
+        d = new.reshape(n, -1).sum(1) - diff
+        values = jnp.where(todo.reshape((n,) + (1,) * (x.ndim - 1)), new, values)
+        delta, used = jnp.where(todo, d, delta), jnp.where(todo, counts[r], used)
+        return r + 1, values, delta, used, todo & (jnp.abs(d) > limit)
+
+    def more(state):
+        r, *_, todo = state
+        return (r < counts.shape[0]) & (counts[jnp.minimum(r, counts.shape[0] - 1)] > 0) & todo.any()
+
+    init = (jnp.int32(0), jnp.zeros_like(x), jnp.zeros((n,), x.dtype), jnp.zeros((n,), jnp.int32), jnp.ones((n,), bool))
+    _, values, delta, used, _ = jax.lax.while_loop(more, refine, init)
+    return Attribution(values, "integrated_gradients_adaptive", target.name, delta, used)
+
+
+_adaptive_refine = jax.jit(adaptive_refine, static_argnums=0, static_argnames=("chunk", "group"))
+
+
+def integrated_gradients_adaptive_core(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " n *features"],
+    target: BoundTarget,
+    *,
+    baseline: Float[Array, " n *features"] | None = None,
+    tolerance: float = 1e-3,
+    start_steps: int = 16,
+    max_steps: int = 4096,
+    rule: Rule = "gauss_legendre",
+    chunk: int | None = None,
+    group: int | None = None,
+) -> Attribution:
+    """Pure :func:`integrated_gradients_adaptive` in one call (:func:`adaptive_refine` of the :func:`schedule`).
+
+    ``chunk`` steps (default ``start_steps``) of ``group`` rows (default all) per gradient call;
+    ``baseline`` defaults to zeros.
+    """
+    tolerance, rule, start_steps, max_steps = check_adaptive(tolerance, rule, start_steps, max_steps)
+    baseline = jnp.zeros_like(x) if baseline is None else baseline
+    nodes, counts, offsets = (jnp.asarray(a) for a in schedule(rule, start_steps, max_steps))
+    chunk, group = chunk or start_steps, group or x.shape[0]
+    return adaptive_refine(
+        apply, params, x, target, baseline, nodes, counts, offsets, tolerance, chunk=chunk, group=group
     )
 
 
-_MIN_BUCKET = 8  # below this many samples a compile costs more than the padded rows
-
-
-def _bucket(todo: int, n: int) -> int:
-    """Padded sub-batch size for ``todo`` of ``n`` samples: the next power of two, at least ``min(n, 8)``."""
-    return min(n, max(_MIN_BUCKET, 1 << (todo - 1).bit_length()))
+_MIN_GROUP = 8  # rows refined together at least: fewer cost a gradient call more than the padded rows
 
 
 def adaptive_chunk(cap: int, start_steps: int) -> int:
-    """Steps per compiled call for every round of the adaptive loop, fixed once.
+    """Steps per gradient call for every round of the adaptive loop, fixed once.
 
-    At most ``start_steps`` (so the chunk is never clamped and its shape never
-    changes) and at most ``cap`` (the memory bound). The largest divisor of
-    ``start_steps`` within that is preferred, since it divides every doubled
-    step count and no chunk is padded, unless it is under half the cap.
+    At most ``start_steps`` (every round's count is a multiple of it but maybe the last) and
+    at most ``cap`` (the memory bound). The largest divisor of ``start_steps`` within that is
+    preferred, since it divides every doubled step count and no chunk is padded, unless it is
+    under half the cap.
     """
     cap = max(1, min(cap, start_steps))
     divisor = max(d for d in range(1, cap + 1) if start_steps % d == 0)

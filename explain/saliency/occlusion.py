@@ -170,17 +170,8 @@ def occlusion_core(
     window, strides = resolve_window(shape, window, strides)
     corners = jnp.asarray(window_corners(shape, window, strides))
     fx = _target_values(apply, params, x, target)
-    total = occlusion_chunk(
-        apply,
-        params,
-        x,
-        target,
-        fx,
-        corners,
-        jnp.ones((corners.shape[0],), x.dtype),
-        window=window,
-        baseline_value=baseline_value,
-    )
+    ones = jnp.ones((corners.shape[0],), x.dtype)
+    total = occlusion_chunk(apply, params, x, target, fx, corners, ones, window=window, baseline_value=baseline_value)
     return Attribution(total / jnp.asarray(window_counts(shape, window, strides), x.dtype), "occlusion", target.name)
 
 
@@ -202,25 +193,15 @@ def occlusion(
 ) -> Attribution:
     """Mean target drop per feature under sliding-window occlusion (module docstring has the math).
 
-    Args:
-      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, *input_shape)``.
-      target: see :mod:`explain.targets`, or ``"all"`` (values ``(N, K, *input_shape)``).
-      labels: ``(N,)`` when ``target="loss"``.
+    Args (others: :mod:`explain.saliency`):
       window: box size per axis; for images ``(h, w)`` covers all channels; an int is square.
         Default ``max(1, H // 8)`` for images, 1 feature for tabular inputs.
       strides: step per axis (default half the window, at least 1).
       baseline_value: the value occluded features take (default 0, as Captum).
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
-        samples and windows are chunked within it, so memory does not grow with ``N`` or the windows.
-      show_progress: a progress bar for long calls.
-
-    Returns:
-      :class:`Attribution` shaped like ``x``.
 
     Raises:
-      ValueError / TypeError: before compilation, for a window or stride that is not a positive int
-      per axis or does not fit the input, a non-finite ``baseline_value``, a bad ``memory_budget``.
+      ValueError / TypeError: before compilation, also for a window or stride that is not a positive
+      int per axis or does not fit the input, a non-finite ``baseline_value``.
 
     Example:
       >>> a = occlusion(m, x, target=y, window=(8, 8), strides=(4, 4))
@@ -235,14 +216,8 @@ def occlusion(
     fx = chunking.map_rows(fn, p.x, p.target, batch=common.rows(p, memory_budget, forward_only=True))
     corners = window_corners(shape, window, strides)  # host: sliced per chunk, compiles nothing new
     total = common.run_draws(
-        _occlusion_chunk,
-        p,
-        corners,
-        fx,
-        memory_budget=memory_budget,
-        show_progress=show_progress,
-        window=window,
-        baseline_value=value,
-    )
+        _occlusion_chunk, p, corners, fx, memory_budget=memory_budget, show_progress=show_progress,
+        window=window, baseline_value=value,
+    )  # fmt: skip
     count = window_counts(shape, window, strides).astype(total.dtype)
     return Attribution(jnp.asarray(total / count), "occlusion", p.target.name)

@@ -107,23 +107,23 @@ class MethodInfo:
         return max(1, int(self.cost(model, options)))
 
 
-def _zero_baseline(options: Mapping[str, Any]) -> bool:
-    b = options.get("baseline", "zero")
-    return isinstance(b, str) and b == "zero"
+def _zero_baseline(name: str, check: Callable[..., tuple]) -> Callable[[Model, Mapping[str, Any]], dict[str, Any]]:
+    """``core_options`` of a path method: ``check(**its options)`` (validated values, in the order of its
+    parameters); only the zero baseline, the cores' default."""
+    keys = list(inspect.signature(check).parameters)
+
+    def core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+        b = options.get("baseline", "zero")
+        if not (isinstance(b, str) and b == "zero"):
+            raise ValueError(f"inside a noise tunnel, {name} uses the zero baseline")
+        return dict(zip(keys, check(**{k: options[k] for k in keys}), strict=True))
+
+    return core_options
 
 
-def _ig_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
-    if not _zero_baseline(options):
-        raise ValueError("inside a noise tunnel, integrated_gradients uses the zero baseline")
-    return {"steps": options["steps"], "rule": integrated.check_rule(options["rule"], options["steps"])[0]}
-
-
-def _steps(model: Model, options: Mapping[str, Any]) -> int:
-    return int(options.get("steps", 1))
-
-
-def _draws(model: Model, options: Mapping[str, Any]) -> int:
-    return int(options["n_samples"])
+def _option(name: str) -> Callable[[Model, Mapping[str, Any]], int]:
+    """A ``cost``: the option ``name`` (IG's steps, Expected Gradients' draws)."""
+    return lambda model, options: int(options[name])
 
 
 def _expected_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,12 +132,6 @@ def _expected_core_options(model: Model, options: Mapping[str, Any]) -> dict[str
         "noise_level": options["noise_level"],
         "value_range": model.input_spec.value_range,
     }
-
-
-def _guided_ig_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
-    if not _zero_baseline(options):
-        raise ValueError("inside a noise tunnel, guided_integrated_gradients uses the zero baseline")
-    return {k: options[k] for k in ("steps", "fraction", "max_dist")}
 
 
 def _occlusion_core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -165,21 +159,29 @@ METHODS: dict[str, MethodInfo] = {
             description="∂F/∂x (|∂F/∂x| with absolute=True)",
         ),
         MethodInfo(gradient.gradient_x_input, True, gradient.gradient_x_input_core, description="x ⊙ ∂F/∂x"),
-        MethodInfo(smooth.smoothgrad, True, description="mean map under input noise"),
-        MethodInfo(smooth.smoothgrad_sq, False, description="mean squared map under input noise"),
-        MethodInfo(smooth.vargrad, False, description="variance of the map under input noise"),
+        *(
+            MethodInfo(fn, signed, core, core_options=smooth.core_options, cost=smooth.cost, description=what)
+            for fn, core, signed, what in (
+                (smooth.smoothgrad, smooth.smoothgrad_core, True, "mean map under input noise"),
+                (smooth.smoothgrad_sq, smooth.smoothgrad_sq_core, False, "mean squared map under input noise"),
+                (smooth.vargrad, smooth.vargrad_core, False, "variance of the map under input noise"),
+            )
+        ),
         MethodInfo(
             integrated.integrated_gradients,
             True,
             integrated.integrated_gradients_core,
-            core_options=_ig_core_options,
-            cost=_steps,
+            core_options=_zero_baseline("integrated_gradients", lambda rule, steps: integrated.check_rule(rule, steps)),
+            cost=_option("steps"),
             description="path integral of ∂F/∂x from a baseline",
         ),
         MethodInfo(
             integrated.integrated_gradients_adaptive,
             True,
+            integrated.integrated_gradients_adaptive_core,
             supports_all=False,
+            core_options=_zero_baseline("integrated_gradients_adaptive", integrated.check_adaptive),
+            cost=_option("start_steps"),
             description="IG with steps doubled until complete",
         ),
         MethodInfo(
@@ -187,7 +189,7 @@ METHODS: dict[str, MethodInfo] = {
             True,
             expected.expected_gradients_core,
             core_options=_expected_core_options,
-            cost=_draws,
+            cost=_option("n_samples"),
             description="IG averaged over reference baselines",
         ),
         MethodInfo(
@@ -195,7 +197,7 @@ METHODS: dict[str, MethodInfo] = {
             True,
             expected.gradient_shap_core,
             core_options=_expected_core_options,
-            cost=_draws,
+            cost=_option("n_samples"),
             description="Expected Gradients with Captum's GradientSHAP defaults",
         ),
         MethodInfo(
@@ -203,7 +205,7 @@ METHODS: dict[str, MethodInfo] = {
             True,
             blur_ig.blur_integrated_gradients_core,
             images_only=True,
-            cost=_steps,
+            cost=_option("steps"),
             description="IG along a blur path (scale space)",
         ),
         MethodInfo(
@@ -211,7 +213,7 @@ METHODS: dict[str, MethodInfo] = {
             True,
             guided_ig.guided_integrated_gradients_core,
             supports_all=False,
-            core_options=_guided_ig_core_options,
+            core_options=_zero_baseline("guided_integrated_gradients", guided_ig.check_options),
             description="IG along a path that moves low-gradient features first",
         ),
         MethodInfo(

@@ -47,6 +47,7 @@ from explain.gradients import prepare
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
+from explain.saliency.gradient import vanilla_gradient_core
 from explain.targets import BoundTarget
 
 Statistic = Literal["mean", "square", "variance"]
@@ -61,14 +62,7 @@ def noise_sigma(model: Model, x: np.ndarray | Array, noise_level: float) -> np.n
       ValueError: ``σ = 0`` for some sample while ``noise_level > 0`` (a constant input and no
       declared range), where the "noise" would silently be none.
     """
-    n = x.shape[0]
-    if model.input_spec.value_range is not None:
-        lo, hi = model.input_spec.value_range
-        width = np.full((n,), float(hi) - float(lo))
-    else:
-        flat = np.asarray(x).reshape(n, -1)
-        width = (flat.max(axis=1) - flat.min(axis=1)).astype(np.float64)
-    sigma = noise_level * width
+    sigma = noise_scale(np.asarray(x), noise_level, model.input_spec.value_range, np)
     if noise_level > 0 and not (sigma > 0).all():
         bad = np.flatnonzero(~(sigma > 0)).tolist()
         raise ValueError(
@@ -76,20 +70,19 @@ def noise_sigma(model: Model, x: np.ndarray | Array, noise_level: float) -> np.n
             f"{model.name!r} declares no input_spec.value_range to take the range from; declare one "
             "(InputSpec(value_range=(lo, hi))) or use noise_level=0"
         )
-    return sigma.astype(np.asarray(x).dtype)
+    return sigma
 
 
-def _noisy_values(fn, params, x, target, row_ids, sigma, key, idx, method, options) -> jax.Array:
-    """The wrapped method's values at ``c`` noisy copies of ``x``: ``(c, N, [K,] ...)``."""
-    c, n = idx.shape[0], x.shape[0]
-
-    def one(s, i):
-        return jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, s), i), x.shape[1:], x.dtype)
-
-    eps = jax.vmap(lambda s: jax.vmap(lambda i: one(s, i))(row_ids))(idx)  # (c, N, ...)
-    xs = x[None] + sigma.reshape((1, n) + (1,) * (x.ndim - 1)).astype(x.dtype) * eps
-    a = method(fn, params, xs.reshape((c * n, *x.shape[1:])), target.tile(c), **dict(options)).values
-    return a.reshape((c, n, *a.shape[1:]))
+def noise_scale(x: Any, noise_level: Any, value_range: tuple[float, float] | None, xp: Any = jnp) -> Any:
+    """:func:`noise_sigma` without its check: on the host in float64 (``xp=np``), or traceable per row
+    (``xp=jnp``, ``noise_level`` may be traced) in ``x``'s dtype."""
+    n, host = x.shape[0], xp is np
+    if value_range is not None:
+        width = xp.full((n,), float(value_range[1]) - float(value_range[0]), np.float64 if host else x.dtype)
+    else:
+        flat = x.reshape(n, -1)
+        width = (flat.max(axis=1) - flat.min(axis=1)).astype(np.float64 if host else x.dtype)
+    return ((noise_level if host else jnp.asarray(noise_level, x.dtype)) * width).astype(x.dtype)
 
 
 def noise_chunk(
@@ -108,7 +101,15 @@ def noise_chunk(
     options: tuple = (),
 ) -> tuple[jax.Array, jax.Array]:
     """Pure: ``(Σ_s m_s d_s, Σ_s m_s d_s²)`` with ``d_s = a(x + σ ε_s) - centre`` over ``c`` noise samples."""
-    a = _noisy_values(fn, params, x, target, row_ids, sigma, key, idx, method, options)
+    c, n = idx.shape[0], x.shape[0]
+
+    def noise(s, i):
+        return jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, s), i), x.shape[1:], x.dtype)
+
+    eps = jax.vmap(lambda s: jax.vmap(lambda i: noise(s, i))(row_ids))(idx)  # (c, N, ...)
+    xs = x[None] + sigma.reshape((1, n) + (1,) * (x.ndim - 1)).astype(x.dtype) * eps
+    a = _method_values(fn, params, xs.reshape((c * n, *x.shape[1:])), target.tile(c), method=method, options=options)
+    a = a.reshape((c, n, *a.shape[1:]))  # the wrapped method's values at the c noisy copies
     d = a - centre.reshape((1, *centre.shape, *(1,) * (a.ndim - 1 - centre.ndim)))
     return common.weighted_sum(mask, d), common.weighted_sum(mask, d * d)
 
@@ -134,7 +135,7 @@ def noise_tunnel_core(
     """
     row_ids = jnp.arange(x.shape[0]) if row_ids is None else row_ids
     if statistic == "variance":
-        centre = method(fn, params, x, target, **dict(options)).values
+        centre = _method_values(fn, params, x, target, method=method, options=options)
     else:  # the mean and the raw second moment need no centring
         centre = jnp.zeros((x.shape[0],), x.dtype)
     s1, s2 = noise_chunk(
@@ -145,10 +146,7 @@ def noise_tunnel_core(
 
 
 def _statistic(statistic: str, mean: Any, sq: Any) -> Any:
-    """The requested statistic from the (centred for ``"variance"``) first and second moments.
-
-    Traceable (``jnp``, only the requested branch): the pure core calls it under ``jax.jit``.
-    """
+    """The requested statistic from the (centred for ``"variance"``) first and second moments; traceable."""
     if statistic == "mean":
         return mean
     if statistic == "square":
@@ -162,6 +160,23 @@ def _method_values(fn: Callable, params: Any, x: jax.Array, target: BoundTarget,
 
 _noise_chunk = jax.jit(noise_chunk, static_argnums=0, static_argnames=("method", "options"))
 _centre = jax.jit(_method_values, static_argnums=0, static_argnames=("method", "options"))
+
+
+def wrapped(model: Model, method: str, method_options: Mapping[str, Any] | None) -> tuple[Any, dict, tuple]:
+    """``(registry entry, options, core options as sorted items)`` of the wrapped method, checked on the host.
+
+    Raises:
+      ValueError: unknown method or options, a method without a pure core or with randomness of its own,
+      a model the method cannot explain.
+    """
+    from explain.saliency import registry  # the registry lists this module's methods too
+
+    info = registry.get(method)
+    options = info.check_options(dict(method_options or {}))
+    if info.core is None or info.needs_key:
+        raise ValueError(f"the noise tunnel wraps deterministic methods with a pure core; {method!r} is not one")
+    info.check_model(model)
+    return info, options, tuple(sorted(info.core_options(model, options).items()))
 
 
 def noise_tunnel(
@@ -181,47 +196,30 @@ def noise_tunnel(
 ) -> Attribution:
     """A statistic of any deterministic method's maps over noisy copies of ``x`` (module docstring has the math).
 
-    Args:
-      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, *input_shape)``.
+    Args (others: :mod:`explain.saliency`):
       key: PRNG key (required): same key, same result.
       statistic: ``"mean"`` (SmoothGrad), ``"square"`` (SmoothGrad²) or ``"variance"`` (VarGrad).
       method: the wrapped method, a name of :data:`explain.saliency.registry.METHODS` with a pure core
         and no randomness of its own (default ``"vanilla_gradient"``).
       method_options: the wrapped method's options (validated against its signature).
-      target: see :mod:`explain.targets`, or ``"all"`` where the method supports it. A predicted
-        class is frozen at ``x``.
       n_samples: noise samples per input (default 25, as PAIR).
       noise_level: σ as a fraction of the declared ``input_spec.value_range`` width, or of each
         sample's ``max - min`` when none is declared (default 0.15, as PAIR); see :func:`noise_sigma`.
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
-      show_progress: a progress bar for long calls.
 
     Returns:
       :class:`Attribution` shaped like the wrapped method's values.
 
     Raises:
       ValueError: ``n_samples < 1``, ``noise_level < 0``, ``σ = 0`` with ``noise_level > 0``
-      (:func:`noise_sigma`), unknown statistic or method, a random method, bad method options,
-      a missing or malformed key.
-
-    References:
-      Smilkov et al. SmoothGrad: removing noise by adding noise. 2017.
+      (:func:`noise_sigma`), unknown statistic, those of :func:`wrapped`, a missing or malformed key.
     """
-    from explain.saliency import registry  # the registry lists this module's methods too
-
     check_choice("statistic", statistic, STATISTICS)
     n_samples = check_int("n_samples", n_samples)
     noise_level = check_float("noise_level", noise_level)
     key = check_key(key, what="SmoothGrad")
-    info = registry.get(method)
-    options = info.check_options(dict(method_options or {}))
-    if info.core is None or info.needs_key:
-        raise ValueError(f"the noise tunnel wraps deterministic methods with a pure core; {method!r} is not one")
     # Every check of the method and its options before prepare(), whose predicted-class forward pass compiles.
     m = as_model(model)
-    info.check_model(m)
-    core_options = tuple(sorted(info.core_options(m, options).items()))
+    info, options, core_options = wrapped(m, method, method_options)
     p = prepare(m, x, target=target, labels=labels, allow_all=info.supports_all, memory_budget=memory_budget)
     fn = p.model.tap if info.uses_tap else p.model.apply
     sigma = noise_sigma(p.model, p.x, noise_level)
@@ -241,8 +239,36 @@ def noise_tunnel(
     return Attribution(jnp.asarray(values), _NAMES[statistic], p.target.name)
 
 
-def _statistic_method(statistic: Statistic, doc: str) -> Callable[..., Attribution]:
-    """The public method of one statistic: :func:`noise_tunnel` less its ``statistic``, named ``_NAMES[statistic]``.
+def core_options(model: Model, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The registry's ``core_options`` hook of the three statistics: the wrapped method's core and options.
+
+    Raises:
+      ValueError: as :func:`wrapped`, or a wrapped method on ``model.tap`` (the statistic's core
+      is given ``model.apply``; call :func:`noise_tunnel_core` with the tap instead).
+    """
+    info, _, inner = wrapped(model, options["method"], options["method_options"])
+    if info.uses_tap:
+        raise ValueError(
+            f"the SmoothGrad cores take model.apply; {options['method']!r} needs model.tap: "
+            "call noise_tunnel_core with model.tap"
+        )
+    return {
+        "n_samples": options["n_samples"],
+        "noise_level": options["noise_level"],
+        "value_range": model.input_spec.value_range,
+        "method": info.core,
+        "options": inner,
+    }
+
+
+def cost(model: Model, options: Mapping[str, Any]) -> int:
+    """Model rows one sample costs in one core call: ``n_samples`` times the wrapped method's."""
+    info, inner, _ = wrapped(model, options["method"], options["method_options"])
+    return int(options["n_samples"]) * info.rows_per_sample(model, inner)
+
+
+def _statistic_method(statistic: Statistic) -> tuple[Callable[..., Attribution], Callable[..., Attribution]]:
+    """The public method of one statistic (:func:`noise_tunnel` less its ``statistic``) and its pure core.
 
     One signature for the three methods; the registry reads their options and defaults from it.
     """
@@ -267,15 +293,39 @@ def _statistic_method(statistic: Statistic, doc: str) -> Callable[..., Attributi
             show_progress=show_progress,
         )  # fmt: skip
 
-    fn.__name__ = fn.__qualname__ = _NAMES[statistic]
-    fn.__doc__ = doc
-    return fn
+    def core(
+        apply: Callable,
+        params: Any,
+        x: Float[Array, " n *features"],
+        target: BoundTarget,
+        *,
+        key: jax.Array,
+        row_ids: Int[Array, " n"] | None = None,
+        n_samples: int = 25,
+        noise_level: float = 0.15,
+        value_range: tuple[float, float] | None = None,
+        method: Callable = vanilla_gradient_core,
+        options: tuple = (),
+    ) -> Attribution:
+        sigma = noise_scale(x, noise_level, value_range)
+        return noise_tunnel_core(
+            apply, params, x, target, key=key, sigma=sigma, row_ids=row_ids, method=method, options=options,
+            statistic=statistic, n_samples=n_samples,
+        )  # fmt: skip
+
+    name = _NAMES[statistic]
+    what = {"mean": "the mean map", "square": "the mean squared map", "variance": "the variance of the map"}[statistic]
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = f"{name}: {what} under noise. Arguments as :func:`noise_tunnel`."
+    core.__name__ = core.__qualname__ = f"{name}_core"
+    core.__doc__ = (
+        f"Pure {name}: :func:`noise_tunnel_core` of ``method`` (a core, with ``options`` as sorted items) "
+        "at σ from ``noise_level`` and ``value_range`` (each row's ``max - min`` when ``None``; unchecked: "
+        "a constant row gets no noise)."
+    )
+    return fn, core
 
 
-smoothgrad = _statistic_method("mean", "SmoothGrad: the mean map under noise. Arguments as :func:`noise_tunnel`.")
-smoothgrad_sq = _statistic_method(
-    "square", "SmoothGrad²: the mean squared map under noise. Arguments as :func:`noise_tunnel`."
-)
-vargrad = _statistic_method(
-    "variance", "VarGrad: the variance of the map under noise. Arguments as :func:`noise_tunnel`."
-)
+smoothgrad, smoothgrad_core = _statistic_method("mean")
+smoothgrad_sq, smoothgrad_sq_core = _statistic_method("square")
+vargrad, vargrad_core = _statistic_method("variance")

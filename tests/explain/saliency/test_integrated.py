@@ -156,6 +156,38 @@ def test_adaptive_stops_at_start_steps_when_exact():
     assert a.steps.tolist() == [2, 2, 2]
 
 
+def test_adaptive_core_is_complete_and_keeps_each_row_at_its_first_passing_round(linen_cnn):
+    # Left Riemann's error halves per doubling; these rows pass 0.03 at different rounds, so masking matters.
+    x, classes, tol = images(3, seed=6), np.array([2, 0, 1]), 0.03
+    p = prepare(linen_cnn, x, target=classes)
+    opts = dict(tolerance=tol, start_steps=2, max_steps=64, rule="riemann_left")
+    core = jax.jit(
+        integrated.integrated_gradients_adaptive_core, static_argnums=0, static_argnames=(*opts, "chunk", "group")
+    )
+    a = core(linen_cnn.apply, linen_cnn.params, p.x, p.target, **opts)
+    out = np.asarray(linen_cnn.apply(linen_cnn.params, jnp.concatenate([p.x, jnp.zeros_like(p.x)])), np.float64)
+    diff = out[np.arange(3), classes] - out[np.arange(3) + 3, classes]  # F(x) - F(0)
+    sums = np.asarray(a.values, np.float64).reshape(3, -1).sum(1)
+    np.testing.assert_allclose(a.convergence_delta, sums - diff, atol=1e-5)  # δ = Σ values - (F(x) - F(x'))
+    assert (np.abs(a.convergence_delta) <= tol * (1 + np.abs(diff))).all()  # complete within the tolerance
+    steps = np.asarray(a.steps)
+    assert len(set(steps.tolist())) > 1, steps
+    for i, s in enumerate(steps):  # the first count that passes, and exactly IG's values at it
+        fixed = integrated_gradients_core(
+            linen_cnn.apply, linen_cnn.params, p.x, p.target, steps=int(s), rule="riemann_left"
+        )
+        np.testing.assert_allclose(a.values[i], fixed.values[i], rtol=1e-5, atol=1e-6)
+        if s > 2:
+            half = integrated_gradients_core(
+                linen_cnn.apply, linen_cnn.params, p.x, p.target, steps=int(s) // 2, rule="riemann_left"
+            )
+            assert abs(float(half.convergence_delta[i])) > tol * (1 + abs(diff[i]))
+    # Two rows per group (the last group clamped back over the first) and 4 steps per call: the same result.
+    b = core(linen_cnn.apply, linen_cnn.params, p.x, p.target, chunk=4, group=2, **opts)
+    np.testing.assert_array_equal(b.steps, a.steps)
+    np.testing.assert_allclose(b.values, a.values, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [

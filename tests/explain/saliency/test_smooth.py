@@ -9,6 +9,8 @@ rounding. Exact reproductions (same draws) are checked to float32 precision inst
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +22,15 @@ from explain import chunking
 from explain.gradients import prepare
 from explain.saliency import registry
 from explain.saliency.gradient import vanilla_gradient_core
-from explain.saliency.smooth import noise_sigma, noise_tunnel, noise_tunnel_core, smoothgrad, smoothgrad_sq, vargrad
+from explain.saliency.smooth import (
+    noise_sigma,
+    noise_tunnel,
+    noise_tunnel_core,
+    smoothgrad,
+    smoothgrad_core,
+    smoothgrad_sq,
+    vargrad,
+)
 
 N_SE = 4  # standard errors allowed for a Monte-Carlo estimate
 
@@ -184,6 +194,29 @@ def test_zero_noise_gives_the_wrapped_method(linen_cnn, name):
     np.testing.assert_allclose(got.values, want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))
     var = vargrad(linen_cnn, x, key=key, target=1, n_samples=2, noise_level=0.0, method=name)
     np.testing.assert_allclose(var.values, 0.0, atol=1e-6 * float(np.abs(want).max()) ** 2)
+
+
+def test_statistic_cores_refuse_tap_methods_and_take_sigma_from_the_range(linen_cnn, nnx_mlp):
+    info = registry.get("smoothgrad")
+    with pytest.raises(ValueError, match=r"'grad_cam' needs model.tap: call noise_tunnel_core with model.tap"):
+        info.core_options(linen_cnn, info.check_options({"method": "grad_cam"}))
+    opts = info.core_options(linen_cnn, info.check_options({"n_samples": 3, "method": "gradient_x_input"}))
+    assert opts["value_range"] == (0.0, 1.0) and opts["options"] == () and opts["n_samples"] == 3
+    assert (
+        info.rows_per_sample(linen_cnn, info.check_options({"n_samples": 3, "method": "integrated_gradients"})) == 150
+    )
+    # No declared range: σ is each row's max - min under jit too, as noise_sigma on the host.
+    x = np.asarray(jax.random.normal(jax.random.key(2), (4, 5)))
+    p, key = prepare(nnx_mlp, x, target=1), jax.random.key(4)
+    kwargs = info.core_options(nnx_mlp, info.check_options({"n_samples": 3, "noise_level": 0.2}))
+    got = jax.jit(functools.partial(smoothgrad_core, key=key, **kwargs), static_argnums=0)(
+        nnx_mlp.apply, nnx_mlp.params, p.x, p.target
+    )
+    want = noise_tunnel_core(
+        nnx_mlp.apply, nnx_mlp.params, p.x, p.target, key=key, sigma=noise_sigma(nnx_mlp, x, 0.2), n_samples=3,
+        method=vanilla_gradient_core, options=kwargs["options"],
+    )  # fmt: skip
+    np.testing.assert_allclose(got.values, want.values, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize(
