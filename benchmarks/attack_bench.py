@@ -9,6 +9,8 @@ after warm-up (compile time printed separately):
 * ``t_pgd(k)``: the public :func:`explain.adversarial.pgd` with k steps (random start,
   keep-best: k gradients + 2 forwards, chunked by the default memory budget, validation included);
 * ratio ``t_pgd(k) / (k · t_grad)``, target ≤ 1.2;
+* ``t_apgd(k)``: the public :func:`explain.adversarial.apgd` (APGD-CE and APGD-DLR, k steps:
+  k gradients + 2 forwards, checkpoints included); ratio ``t_apgd(k) / (k · t_grad)``, target ≤ 1.2;
 * the public :func:`explain.adversarial.fgsm` against one gradient pass;
 * when torch and captum are importable (optional requirements), Captum's PGD-k
   on the same weights (see ``captum_crosscheck.py``) and the time ratio.
@@ -79,6 +81,20 @@ def main(argv=None) -> int:
         print(
             f"PGD-{k}: {t:.3f} s (first call incl. compile {first_s:.2f}s); ratio to {k} gradient passes: {t / (k * t_grad):.3f} (target <= 1.2)"
         )
+    for k in args.steps:
+        for loss in ("ce", "dlr"):
+
+            def run_apgd(k=k, loss=loss):
+                return adversarial.apgd(
+                    model, x_host, eps=args.eps, steps=k, key=jax.random.key(0), labels=y, loss=loss
+                ).x_adv
+
+            first_s = call_seconds(run_apgd)
+            t = median_seconds(run_apgd, args.repeats)
+            print(
+                f"APGD-{loss.upper()}-{k}: {t:.3f} s (first call incl. compile {first_s:.2f}s); "
+                f"ratio to {k} gradient passes: {t / (k * t_grad):.3f} (target <= 1.2)"
+            )
     try:
         import captum.robust
         import torch

@@ -11,7 +11,8 @@ Shortcuts accepted wherever a method takes ``target=``:
 * ``None``: the predicted class's logit (classification) or output 0 (regression).
 * ``int`` or an ``(N,)`` int array: that class's logit.
 * ``"pred"``: the predicted class's logit, the class frozen at ``x`` (see :func:`explain.gradients.prepare`).
-* ``"loss"``: the loss against ``labels`` (cross-entropy or mean squared error).
+* ``"loss"``: the loss against ``labels`` (cross-entropy or mean squared error);
+  ``"loss:cw"``, ``"loss:dlr"``, ``"loss:ce"``, ``"loss:mse"`` name the kind (see :func:`loss`).
 * ``"all"``: every output at once (methods that support it return ``(N, K, ...)``).
 * a callable ``outputs (N, K) -> (N,)``.
 * a :class:`Target` from :func:`class_score`, :func:`loss`, :func:`output`, :func:`custom`.
@@ -30,7 +31,7 @@ import numpy as np
 from explain.model import Model
 
 Score = Literal["logit", "prob", "log_prob"]
-LossKind = Literal["ce", "mse", "cw", "dlr"]
+LossKind = Literal["ce", "mse", "cw", "dlr", "dlr_targeted"]
 TargetFn = Callable[[jax.Array, Any], jax.Array]
 ALL = "all"
 
@@ -49,6 +50,7 @@ class Target:
     labels: Any = None
     needs: Literal["none", "classes", "labels"] = "none"
     loss_kind: LossKind | None = None
+    goal: Any = None
 
 
 @jax.tree_util.register_dataclass
@@ -180,9 +182,27 @@ def dlr(out: jax.Array, labels: jax.Array) -> jax.Array:
     return (_best_other(out, labels) - _take(out, labels)) / (top[:, 0] - top[:, 2] + _DLR_EPS)
 
 
+def dlr_targeted(out: jax.Array, labels_goal: jax.Array) -> jax.Array:
+    """Targeted DLR ``−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2)``; ``labels_goal`` is ``(N, 2)``: ``y``, then the goal ``t``.
+
+    Ascending it pulls the goal's logit above the true class's; the denominator
+    makes it shift- and scale-invariant like :func:`dlr`. Needs ``K >= 4``.
+    AutoAttack's APGD-T runs it against each of the top-k classes in turn.
+
+    References:
+      Croce, Hein. Reliable evaluation of adversarial robustness with an ensemble of diverse
+      parameter-free attacks. ICML 2020, eq. (7).
+    """
+    top = jax.lax.top_k(out, 4)[0]
+    margin = _take(out, labels_goal[:, 1]) - _take(out, labels_goal[:, 0])
+    return margin / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _DLR_EPS)
+
+
 _SCORES = {"logit": (_logit, _pred_logit), "prob": (_prob, _pred_prob), "log_prob": (_log_prob, _pred_log_prob)}
-_LOSSES = {"ce": cross_entropy, "mse": mean_squared_error, "cw": cw_margin, "dlr": dlr}
-_CLASS_LOSSES = ("ce", "cw", "dlr")
+_LOSSES = {"ce": cross_entropy, "mse": mean_squared_error, "cw": cw_margin, "dlr": dlr, "dlr_targeted": dlr_targeted}
+_CLASS_LOSSES = ("ce", "cw", "dlr", "dlr_targeted")
+_MIN_CLASSES = {"dlr": 3, "dlr_targeted": 4}
+LOSS_KINDS: tuple[str, ...] = tuple(_LOSSES)
 # A predicted-class target becomes the same score of a fixed class once the class is frozen at x.
 FROZEN = {by_pred: by_index for by_index, by_pred in _SCORES.values()}
 
@@ -199,15 +219,18 @@ def class_score(cls: int | Any | Literal["pred"] = "pred", score: Score = "logit
     return Target(by_index, f"{score}[class]", classes=cls, needs="classes")
 
 
-def loss(labels: Any, kind: LossKind | None = None) -> Target:
+def loss(labels: Any, kind: LossKind | None = None, *, goal: Any = None) -> Target:
     """The per-sample loss against ``labels``: cross-entropy, the CW margin or DLR (class indices), or MSE (values).
 
     ``kind=None`` picks cross-entropy for classification and MSE for regression. The margin
-    losses (:func:`cw_margin`, :func:`dlr`) are what attacks should ascend on confident models.
+    losses (:func:`cw_margin`, :func:`dlr`, :func:`dlr_targeted`) are what attacks should ascend
+    on confident models; ``"dlr_targeted"`` also needs ``goal`` (one class or ``(N,)``, never the label).
     """
     if kind is not None and kind not in _LOSSES:
         raise ValueError(f"unknown loss {kind!r}; expected one of {list(_LOSSES)}")
-    return Target(None, f"loss[{kind or 'auto'}]", labels=labels, needs="labels", loss_kind=kind)
+    if (goal is None) == (kind == "dlr_targeted"):
+        raise ValueError("goal= (the class to pull towards) goes with loss 'dlr_targeted', and only with it")
+    return Target(None, f"loss[{kind or 'auto'}]", labels=labels, needs="labels", loss_kind=kind, goal=goal)
 
 
 def output(index: int = 0) -> Target:
@@ -243,7 +266,7 @@ def _check_classes(model: Model, cls: Any, n: int, *, what: str = "class index")
         raise ValueError(f"expected one {what} per sample, shape ({n},), got {arr.shape}")
     if arr.min() < 0 or arr.max() >= k:
         bad = int(arr[(arr < 0) | (arr >= k)][0])
-        noun = "classes" if what == "class index" else "outputs"
+        noun = "outputs" if what == "output index" else "classes"
         raise ValueError(f"{what} {bad} out of range; model {model.name!r} has {k} {noun} (0..{k - 1})")
     return jnp.asarray(arr, jnp.int32)
 
@@ -271,9 +294,12 @@ def _as_target(model: Model, target: Any, labels: Any) -> Target:
             return class_score("pred")
         if target == "loss":
             return loss(labels)
+        kind = target.removeprefix("loss:")
+        if target.startswith("loss:") and kind in _LOSSES and kind != "dlr_targeted":
+            return loss(labels, kind)
         raise ValueError(
-            f"unknown target {target!r}; expected an int, an array of ints, 'pred', 'loss', 'all', a callable "
-            "or a Target"
+            f"unknown target {target!r}; expected an int, an array of ints, 'pred', 'loss', "
+            f"{', '.join(repr('loss:' + k) for k in _LOSSES if k != 'dlr_targeted')}, 'all', a callable or a Target"
         )
     if isinstance(target, (int, np.integer)) or (hasattr(target, "shape") and not callable(target)):
         return class_score(target)
@@ -300,11 +326,17 @@ def resolve(model: Model, target: Any, n: int, *, labels: Any = None, allow_all:
     if target.needs == "labels":
         kind = target.loss_kind or ("ce" if classification else "mse")
         if kind in _CLASS_LOSSES and not classification:
-            what = {"ce": "cross-entropy loss", "cw": "the CW margin", "dlr": "the DLR loss"}[kind]
-            raise ValueError(f"{what} needs a classification model; {model.name!r} is a regression model")
-        if kind == "dlr" and model.num_outputs < 3:
-            raise ValueError(f"the DLR loss needs at least 3 classes; model {model.name!r} has {model.num_outputs}")
+            raise ValueError(f"loss {kind!r} needs a classification model; {model.name!r} is a regression model")
+        if model.num_outputs < _MIN_CLASSES.get(kind, 0):
+            raise ValueError(
+                f"loss {kind!r} needs at least {_MIN_CLASSES[kind]} classes; model {model.name!r} has {model.num_outputs}"
+            )
         aux = _check_labels(model, target.labels if target.labels is not None else labels, n, kind)
+        if kind == "dlr_targeted":
+            goal = _check_classes(model, target.goal, n, what="goal class")
+            if bool(jnp.any(goal == aux)):
+                raise ValueError("expected goal classes different from the labels for loss 'dlr_targeted'")
+            aux = jnp.stack([aux, goal], axis=1)
         return BoundTarget(_LOSSES[kind], aux, f"loss[{kind}]")
     is_output = target.name.startswith("output[")
     if target.fn in (*FROZEN, *FROZEN.values()) and not is_output and not classification:

@@ -11,7 +11,7 @@ from explain.adversarial.attacks import (
     project,
 )
 from explain.adversarial.search import MinEpsResult, min_eps
-from explain.adversarial.sweep import AttackResult, SweepResult, bim, fgsm, pgd, sweep
+from explain.adversarial.sweep import AttackResult, SweepResult, apgd, bim, fgsm, pgd, square, sweep
 
 __all__ = [
     "Adversarial",
@@ -19,6 +19,7 @@ __all__ = [
     "AttackResult",
     "MinEpsResult",
     "SweepResult",
+    "apgd",
     "bim",
     "fgsm",
     "fgsm_core",
@@ -29,5 +30,6 @@ __all__ = [
     "pgd",
     "pgd_core",
     "project",
+    "square",
     "sweep",
 ]

@@ -44,15 +44,16 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
+from explain import targets as targets_lib
 from explain.checks import check_choice, check_float, check_int
 from explain.gradients import target_and_grad
 from explain.results import Result
 from explain.targets import BoundTarget, cross_entropy
 
 Norm = Literal["linf", "l2"]
-AttackKind = Literal["fgsm", "pgd"]
+AttackKind = Literal["fgsm", "pgd", "apgd", "square"]
 NORMS: tuple[str, ...] = ("linf", "l2")
-KINDS: tuple[str, ...] = ("fgsm", "pgd")
+KINDS: tuple[str, ...] = ("fgsm", "pgd", "apgd", "square")
 _TINY = 1e-12
 Host = Array | np.ndarray  # a result's array leaf: a JAX array, or a NumPy one after Result.to_numpy()
 
@@ -152,6 +153,23 @@ def toward(outputs: jax.Array, goal: jax.Array) -> jax.Array:
     return -cross_entropy(outputs, goal)
 
 
+def _toward_cw(outputs: jax.Array, goal: jax.Array) -> jax.Array:
+    return -targets_lib.cw_margin(outputs, goal)
+
+
+def _toward_dlr(outputs: jax.Array, goal: jax.Array) -> jax.Array:
+    return -targets_lib.dlr(outputs, goal)
+
+
+# loss kind -> (untargeted J(outputs, labels), targeted J(outputs, goal))
+_OBJECTIVES = {
+    "ce": (cross_entropy, toward),
+    "cw": (targets_lib.cw_margin, _toward_cw),
+    "dlr": (targets_lib.dlr, _toward_dlr),
+}
+LOSSES: tuple[str, ...] = (*_OBJECTIVES, "dlr_targeted")
+
+
 def _check_one_of(labels: Any, goal: Any) -> None:
     if (labels is None) == (goal is None):
         raise ValueError(
@@ -159,12 +177,27 @@ def _check_one_of(labels: Any, goal: Any) -> None:
         )
 
 
-def objective(*, labels: Int[Array, " n"] | None = None, goal: Int[Array, " n"] | None = None) -> BoundTarget:
-    """The default attack objective: ``L(·, labels)`` untargeted, ``−L(·, goal)`` targeted (pure: traced arrays welcome)."""
+def objective(
+    *, labels: Int[Array, " n"] | None = None, goal: Int[Array, " n"] | None = None, loss: str = "ce"
+) -> BoundTarget:
+    """The attack objective J (pure: traced arrays welcome).
+
+    Untargeted, J is the loss against ``labels``: cross-entropy ``"ce"``, the CW margin ``"cw"``
+    or DLR ``"dlr"``; targeted, its negative against ``goal`` (ascending it moves towards ``goal``).
+    Targeted DLR (``"dlr_targeted"``) needs both labels and a goal per row and is bound by
+    :func:`targeted_dlr_objective`.
+    """
+    check_choice("loss", loss, tuple(_OBJECTIVES))
     _check_one_of(labels, goal)
+    away, towards = _OBJECTIVES[loss]
     if goal is None:
-        return BoundTarget(cross_entropy, labels, "loss[ce]")
-    return BoundTarget(toward, goal, "-loss[ce] towards goal")
+        return BoundTarget(away, labels, f"loss[{loss}]")
+    return BoundTarget(towards, goal, f"-loss[{loss}] towards goal")
+
+
+def targeted_dlr_objective(labels: Int[Array, " n"], goal: Int[Array, " n"]) -> BoundTarget:
+    """J = targeted DLR (:func:`explain.targets.dlr_targeted`) pulling ``goal`` above ``labels``."""
+    return BoundTarget(targets_lib.dlr_targeted, jnp.stack([labels, goal], axis=1), "loss[dlr_targeted]")
 
 
 # ----------------------------------------------------------------------------- configuration and results
@@ -175,17 +208,26 @@ class AttackConfig:
     """Static attack settings (hashable: they key compilation).
 
     Attributes:
-      kind: ``"fgsm"`` (one step of size ε from ``x``) or ``"pgd"`` (iterated, projected).
+      kind: ``"fgsm"`` (one step of size ε from ``x``), ``"pgd"`` (iterated, projected),
+        ``"apgd"`` (:mod:`explain.adversarial.apgd`, step size adapted) or ``"square"``
+        (:mod:`explain.adversarial.square`, score-based: no gradients).
       norm: ``"linf"`` or ``"l2"``.
-      steps: gradient steps (PGD/BIM).
+      steps: gradient steps (PGD/BIM/APGD); queries per example for Square.
       rel_step_size: step ``α = rel_step_size·ε``; ``None`` means Madry et al.'s
-        ``2.5/steps`` (PGD and BIM alike), ``1.25`` for FGSM-RS (Wong et al.).
+        ``2.5/steps`` (PGD and BIM alike), ``1.25`` for FGSM-RS (Wong et al.); APGD's
+        first step, default ``2`` (Croce & Hein), then halved at checkpoints.
       random_start: start from a uniform point of the ε-ball (PGD) instead of ``x`` (BIM).
       restarts: independent random starts; the worst case per example is kept.
       keep_best: return the best iterate per example, ranked by (success, J)
         among iterates whose J is at least the clean J; ``False`` returns the
         last iterate (what adversarial training uses: ``steps`` gradients, no
         extra forward passes).
+      loss: the objective J when no ``target=`` is given: ``"ce"``, ``"cw"``, ``"dlr"``
+        (see :func:`objective`) or ``"dlr_targeted"`` (APGD-T: targeted DLR towards each of
+        the ``target_classes`` highest-scoring other classes at ``x`` in turn; untargeted
+        success). Square defaults to the CW margin, as in its paper.
+      target_classes: how many of the top classes APGD-T tries (AutoAttack: 9).
+      p_init: Square's initial fraction of the image a square covers (0.8 for L∞, AutoAttack).
     """
 
     # plain str (not the Literal aliases): a bad value gets the check's message, not a type-check error
@@ -196,12 +238,21 @@ class AttackConfig:
     random_start: bool = True
     restarts: int = 1
     keep_best: bool = True
+    loss: str = "ce"
+    target_classes: int = 9
+    p_init: float = 0.8
 
     def __post_init__(self):
         check_choice("attack kind", self.kind, KINDS)
         check_choice("norm", self.norm, NORMS)
+        check_choice("loss", self.loss, LOSSES)
         check_int("steps", self.steps)
         check_int("restarts", self.restarts)
+        check_int("target_classes", self.target_classes)
+        if self.loss == "dlr_targeted" and self.kind != "apgd":
+            raise ValueError("loss 'dlr_targeted' (APGD-T) needs kind='apgd'")
+        if not 0 < self.p_init <= 1:
+            raise ValueError(f"expected 0 < p_init <= 1 (Square's initial square fraction), got {self.p_init!r}")
         if self.rel_step_size is not None:
             check_float("rel_step_size (the step as a fraction of eps)", self.rel_step_size, minimum=0.0)
             if not self.rel_step_size > 0:
@@ -211,15 +262,15 @@ class AttackConfig:
 
     @property
     def alpha(self) -> float:
-        """The step as a fraction of ε."""
+        """The step as a fraction of ε (APGD: the first step)."""
         if self.rel_step_size is not None:
             return float(self.rel_step_size)
-        return 2.5 / self.steps
+        return 2.0 if self.kind == "apgd" else 2.5 / self.steps
 
     @property
     def randomised(self) -> bool:
-        """The attack draws a random start (and so needs a key)."""
-        return self.kind == "pgd" and self.random_start
+        """The attack draws random numbers (and so needs a key)."""
+        return self.kind == "square" or (self.kind in ("pgd", "apgd") and self.random_start)
 
 
 @jax.tree_util.register_dataclass

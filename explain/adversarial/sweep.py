@@ -29,7 +29,9 @@ from jaxtyping import Array, Bool, Float, Int
 
 from explain import chunking
 from explain import targets as targets_lib
+from explain.adversarial import apgd as apgd_lib
 from explain.adversarial import attacks as A
+from explain.adversarial import square as square_lib
 from explain.adversarial.attacks import Host
 from explain.arrays import Batch
 from explain.checks import check_key
@@ -122,10 +124,24 @@ def check_eps(eps: Any, *, sequence: bool) -> tuple[float, ...]:
     return tuple(float(e) for e in values)
 
 
-def check_config(config: Any, key: Any) -> A.AttackConfig:
-    """An :class:`~explain.adversarial.attacks.AttackConfig` that keeps its best iterate, and a key if it is random."""
+_MIN_CLASSES = {"dlr": 3, "dlr_targeted": 4}
+
+
+def check_config(config: Any, key: Any, model: Model | None = None) -> A.AttackConfig:
+    """An :class:`~explain.adversarial.attacks.AttackConfig` that keeps its best iterate, and a key if it is random.
+
+    With ``model``, also that its loss suits the model (a classifier; DLR needs 3 classes, targeted DLR 4).
+    """
     if not isinstance(config, A.AttackConfig):
         raise TypeError(f"expected config to be an AttackConfig, got {type(config).__name__}")
+    if model is not None:
+        if model.output_kind != "classification":
+            raise ValueError(REGRESSION_MSG.format(name=model.name))
+        least = _MIN_CLASSES.get(config.loss, 2)
+        if model.num_outputs < least:
+            raise ValueError(
+                f"loss {config.loss!r} needs at least {least} classes; model {model.name!r} has {model.num_outputs}"
+            )
     if not config.keep_best:
         raise ValueError(
             "the public attacks need AttackConfig(keep_best=True): the reported iterate is the best one kept"
@@ -147,7 +163,7 @@ class AttackBatch:
       objective: the target J ascended, bound to these rows.
       labels: ``(N,)`` classes to move away from, or ``None`` for a targeted attack.
       goal: ``(N,)`` classes to move towards, or ``None``.
-      model, label_source: static.
+      model, label_source: static; ``custom``: the objective is the user's ``target=`` (not a loss of the config).
     """
 
     x: Batch
@@ -156,6 +172,7 @@ class AttackBatch:
     goal: Int[Array, " n"] | None
     model: Model = dataclasses.field(metadata=dict(static=True))
     label_source: LabelSource = dataclasses.field(metadata=dict(static=True))
+    custom: bool = dataclasses.field(default=False, metadata=dict(static=True))
 
     @property
     def n(self) -> int:
@@ -214,9 +231,35 @@ def bind(
     source: LabelSource = "goal" if goal is not None else "labels" if labels is not None else "predictions"
     if labels is None and goal is None:
         labels = jnp.asarray(np.argmax(forward(model, x, memory_budget=memory_budget), axis=1).astype(np.int32))
+    custom = objective is not None
     if objective is None:
         objective = A.objective(labels=labels, goal=goal)
-    return AttackBatch(x=x, objective=objective, labels=labels, goal=goal, model=model, label_source=source)
+    return AttackBatch(
+        x=x, objective=objective, labels=labels, goal=goal, model=model, label_source=source, custom=custom
+    )
+
+
+def check_goal(config: A.AttackConfig, goal: Any) -> None:
+    """APGD-T picks its own goals: refuse ``goal=`` with it."""
+    if goal is not None and config.loss == "dlr_targeted":
+        raise ValueError(
+            "loss 'dlr_targeted' (APGD-T) picks its own goals among the top classes; for an attack "
+            "towards goal= use loss 'ce', 'cw' or 'dlr'"
+        )
+
+
+def objective_for(b: AttackBatch, config: A.AttackConfig) -> BoundTarget:
+    """The objective an attack ascends on ``b``: the user's ``target=``, else the config's loss."""
+    if b.custom:
+        if config.loss != "ce":
+            raise ValueError(f"give target= or an attack loss ({config.loss!r}), not both")
+        return b.objective
+    if config.loss == "dlr_targeted":
+        check_goal(config, b.goal)
+        return b.objective  # unused: APGD-T binds one targeted DLR per goal class
+    if config.loss == "ce":
+        return b.objective
+    return A.objective(labels=b.labels, goal=b.goal, loss=config.loss)
 
 
 # ----------------------------------------------------------------------------- running
@@ -233,12 +276,15 @@ def _fgsm_rows(apply, params, x, objective, labels, goal, eps, row_ids, *, norm,
     return _host_fields(res, A._delta_norm(res.x_adv, x, norm))
 
 
-def _pgd_rows(apply, params, x, objective, labels, goal, eps, row_ids, *, config, value_range, key):
-    res = A.pgd_loop(
+def _loop_rows(apply, params, x, objective, labels, goal, eps, row_ids, *, loop, config, value_range, key):
+    res = loop(
         apply, params, x, objective, labels=labels, goal=goal, eps=eps,
         config=config, value_range=value_range, key=key, row_ids=row_ids,
     )  # fmt: skip
     return _host_fields(res, A._delta_norm(res.x_adv, x, config.norm))
+
+
+_LOOPS = {"pgd": A.pgd_loop, "apgd": apgd_lib.apgd_loop, "square": square_lib.square_loop}
 
 
 def run_attack(
@@ -247,6 +293,7 @@ def run_attack(
     *,
     config: A.AttackConfig,
     key: jax.Array | None,
+    row_ids: np.ndarray | None = None,
     memory_budget: int | None = None,
     show_progress: bool = False,
 ) -> dict[str, np.ndarray | None]:
@@ -254,19 +301,24 @@ def run_attack(
     :class:`~explain.adversarial.attacks.Adversarial` and ``norms`` ``(N,)``, as host arrays.
 
     One compiled gradient step serves every chunk, every ε and every number of steps;
-    restarts keep the worst case per example.
+    restarts keep the worst case per example. ``row_ids`` ``(N,)`` name the rows' random
+    streams (default ``0..N-1``): a subset of a batch passes its rows' ids to draw what the
+    whole batch would have drawn for them.
     """
     m = b.model
+    objective = objective_for(b, config)
     rows = chunking.rows_per_chunk(m, memory_budget=memory_budget, dtype=b.x.dtype)
     if config.kind == "fgsm":
         fn = functools.partial(_fgsm_rows, m.apply, m.params, norm=config.norm, value_range=b.value_range)
     else:
-        fn = functools.partial(_pgd_rows, m.apply, m.params, config=config, value_range=b.value_range, key=key)
-    ids = np.arange(b.n, dtype=np.int32)
+        fn = functools.partial(
+            _loop_rows, m.apply, m.params, loop=_LOOPS[config.kind], config=config, value_range=b.value_range, key=key
+        )
+    ids = np.arange(b.n, dtype=np.int32) if row_ids is None else np.asarray(row_ids, np.int32)
     eps = np.asarray(eps, b.x.dtype)
     desc = f"{config.kind}-{config.norm}"
     return chunking.map_rows(
-        fn, b.x, b.objective, b.labels, b.goal, eps, ids, batch=rows, show_progress=show_progress, desc=desc
+        fn, b.x, objective, b.labels, b.goal, eps, ids, batch=rows, show_progress=show_progress, desc=desc
     )
 
 
@@ -354,7 +406,8 @@ def sweep(
       >>> [float(r.success.mean()) for r in s.results]
     """
     eps_list = check_eps(eps, sequence=True)
-    config = check_config(config, key)
+    config = check_config(config, key, as_model(model))
+    check_goal(config, goal)
     b = bind(model, x, target=target, labels=labels, goal=goal, memory_budget=memory_budget)
     return sweep_batch(
         b, eps_list, config=config, key=key, keep_inputs=keep_inputs, memory_budget=memory_budget,
@@ -445,6 +498,76 @@ def pgd(
     cfg = A.AttackConfig(
         "pgd", norm=norm, steps=steps, rel_step_size=rel_step_size, random_start=True, restarts=restarts
     )
+    return sweep(
+        model, x, eps=[e], config=cfg, key=key, target=target, labels=labels, goal=goal,
+        memory_budget=memory_budget, show_progress=show_progress,
+    ).results[0]  # fmt: skip
+
+
+def apgd(
+    model: Model | Any,
+    x: Batch,
+    *,
+    eps: Budget,
+    key: jax.Array,
+    steps: int = 100,
+    restarts: int = 1,
+    loss: str = "ce",
+    target_classes: int = 9,
+    rel_step_size: float = 2.0,
+    target: Any = None,
+    labels: Any = None,
+    goal: Any = None,
+    norm: str = "linf",
+    memory_budget: int | None = None,
+    show_progress: bool = False,
+) -> AttackResult:
+    """APGD (Croce & Hein 2020): PGD with momentum whose step halves at checkpoints; no step size to tune.
+
+    ``loss`` is ``"ce"`` (APGD-CE), ``"dlr"`` (APGD-DLR), ``"cw"``, or ``"dlr_targeted"`` (APGD-T: the
+    targeted DLR loss towards each of the ``target_classes`` best other classes in turn, worst case
+    kept). ``steps`` gradient passes per restart (and per target class), first step ``rel_step_size·ε``.
+    See :mod:`explain.adversarial.apgd` for the algorithm and :func:`sweep` for the other arguments.
+
+    Example:
+      >>> r = apgd(m, x, eps=8 / 255, key=jax.random.key(0), loss="dlr")
+      >>> float(r.success.mean())
+    """
+    (e,) = check_eps(eps, sequence=False)
+    cfg = A.AttackConfig(
+        "apgd", norm=norm, steps=steps, rel_step_size=rel_step_size, restarts=restarts, loss=loss,
+        target_classes=target_classes,
+    )  # fmt: skip
+    return sweep(
+        model, x, eps=[e], config=cfg, key=key, target=target, labels=labels, goal=goal,
+        memory_budget=memory_budget, show_progress=show_progress,
+    ).results[0]  # fmt: skip
+
+
+def square(
+    model: Model | Any,
+    x: Batch,
+    *,
+    eps: Budget,
+    key: jax.Array,
+    queries: int = 1000,
+    p_init: float = 0.8,
+    loss: str = "cw",
+    target: Any = None,
+    labels: Any = None,
+    goal: Any = None,
+    norm: str = "linf",
+    memory_budget: int | None = None,
+    show_progress: bool = False,
+) -> AttackResult:
+    """Square Attack (Andriushchenko et al. 2020): random search over square windows, outputs only, no gradients.
+
+    ``queries`` forward passes per example at most (the start is the first), windows covering
+    ``p_init`` of the image at first; the objective is the CW margin by default. See
+    :mod:`explain.adversarial.square` and :func:`sweep`.
+    """
+    (e,) = check_eps(eps, sequence=False)
+    cfg = A.AttackConfig("square", norm=norm, steps=queries, loss=loss, p_init=p_init)
     return sweep(
         model, x, eps=[e], config=cfg, key=key, target=target, labels=labels, goal=goal,
         memory_budget=memory_budget, show_progress=show_progress,

@@ -3,24 +3,40 @@
 Examples::
 
     python -m explain robustness --model shapes_cnn --attack fgsm,pgd --eps 0,1/255,2/255,4/255,8/255,16/255
+    python -m explain robustness --model shapes_cnn_robust --suite standard --eps 8/255 --n 256
+    python -m explain robustness --model shapes_cnn --attack pgd,apgd-ce,apgd-dlr,square --loss cw --eps 8/255
     python -m explain robustness --model path/to/my_models.py:make_bundle --eps 0,8/255 --memory-budget 64M
+
+Writes ``robustness.csv`` (one row per attack and ε), ``robustness.png`` and
+``robustness.json``: the table, the checks, the suite's per-attack breakdown, and
+every setting with the model's weights hash (sha256 of its parameters in Flax's
+msgpack), the seed and the library versions, enough to re-run to the same numbers.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import hashlib
+import json
+import platform
 import sys
 import time
 from fractions import Fraction
+from importlib import metadata
 from pathlib import Path
 
 import jax
+import numpy as np
 
 from explain.adversarial.attacks import AttackConfig
 from explain.adversarial.evaluation import LABEL_CHOICES, evaluate_robustness, format_report, plot, write_csv
+from explain.adversarial.suite import SUITES
 from explain.cli import _args
+from explain.io import atomic_write_text
 
-ATTACKS = ("fgsm", "bim", "pgd")
+ATTACKS = ("fgsm", "bim", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square")
+LOSSES = ("ce", "cw", "dlr")
 
 
 def parse_eps(text: str) -> list[float]:
@@ -48,24 +64,94 @@ def parse_attacks(text: str) -> list[str]:
     return names
 
 
-def attack_configs(names: list[str], *, norm: str, steps: int, restarts: int) -> dict[str, AttackConfig]:
-    """The name -> config table (the only one: the command line is the edge)."""
+def attack_configs(
+    names: list[str], *, norm: str, steps: int, restarts: int, loss: str = "ce", queries: int = 1000
+) -> dict[str, AttackConfig]:
+    """The name -> config table (the only one: the command line is the edge); ``loss`` is FGSM/BIM/PGD's."""
     table = {
-        "fgsm": AttackConfig("fgsm", norm=norm, steps=1, random_start=False),
-        "bim": AttackConfig("pgd", norm=norm, steps=steps, random_start=False),
-        "pgd": AttackConfig("pgd", norm=norm, steps=steps, random_start=True, restarts=restarts),
+        "fgsm": AttackConfig("fgsm", norm=norm, steps=1, random_start=False, loss=loss),
+        "bim": AttackConfig("pgd", norm=norm, steps=steps, random_start=False, loss=loss),
+        "pgd": AttackConfig("pgd", norm=norm, steps=steps, random_start=True, restarts=restarts, loss=loss),
+        "apgd-ce": AttackConfig("apgd", norm=norm, steps=steps, restarts=restarts),
+        "apgd-dlr": AttackConfig("apgd", norm=norm, steps=steps, restarts=restarts, loss="dlr"),
+        "apgd-t": AttackConfig("apgd", norm=norm, steps=steps, restarts=restarts, loss="dlr_targeted"),
+        "square": AttackConfig("square", norm=norm, steps=queries, loss="cw"),
     }
     return {n: table[n] for n in names}
 
 
+def params_sha256(params) -> str:
+    """sha256 of the parameters serialised by Flax (msgpack): the same weights give the same hash."""
+    from flax import serialization
+
+    return hashlib.sha256(serialization.to_bytes(jax.tree_util.tree_map(np.asarray, params))).hexdigest()
+
+
+def versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("jax", "jaxlib", "flax", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def write_json(report, path: Path, *, args: argparse.Namespace, configs: dict, sha256: str, seconds: float) -> Path:
+    """Everything needed to re-run the evaluation to the same numbers, and its results (atomic write)."""
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "run")}
+    doc = {
+        "model": report.model,
+        "model_sha256": sha256,
+        "command": "python -m explain robustness " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else None,
+        "settings": settings,
+        "attacks": {name: dataclasses.asdict(c) for name, c in configs.items()},
+        "versions": versions(),
+        "backend": jax.default_backend(),
+        "seconds": seconds,
+        "clean_accuracy": report.clean_accuracy,
+        "chance": report.chance,
+        "label_source": report.label_source,
+        "suite": report.suite,
+        "rows": [dataclasses.asdict(r) for r in report.rows],
+        "suite_results": [
+            {
+                "eps": r.eps,
+                "robust_accuracy": r.robust_accuracy,
+                "attacks": [
+                    {"name": a, "robust_after": acc, "attacked": n, "seconds": t}
+                    for a, acc, n, t in zip(r.attacks, r.robust_after, r.attacked, r.seconds)
+                ],
+                "broken_by": list(r.broken_by),
+            }
+            for r in report.suite_results
+        ],
+        "checks": [dataclasses.asdict(c) for c in report.checks],
+    }
+    return atomic_write_text(path, json.dumps(doc, indent=1, default=float) + "\n")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _args.add_model(p, example="shapes_cnn or my_models.py:make_bundle (a classifier with a test split)")
-    p.add_argument("--attack", type=parse_attacks, default=["fgsm", "pgd"], help="comma-separated: fgsm,bim,pgd")
+    p.add_argument(
+        "--attack",
+        type=parse_attacks,
+        default=None,
+        help=f"comma-separated subset of {','.join(ATTACKS)} (default fgsm,pgd)",
+    )
+    p.add_argument(
+        "--suite",
+        choices=SUITES,
+        default=None,
+        help="an AutoAttack-grade suite instead of --attack: attacks in sequence on the points still robust",
+    )
+    p.add_argument("--loss", choices=LOSSES, default="ce", help="the loss FGSM, BIM and PGD ascend (default ce)")
+    p.add_argument("--queries", type=int, default=1000, help="Square's queries per image (default 1000)")
     p.add_argument(
         "--eps", type=parse_eps, default=parse_eps("0,1/255,2/255,4/255,8/255,16/255"), help="comma-separated ε grid"
     )
     p.add_argument("--norm", choices=("linf", "l2"), default="linf")
-    p.add_argument("--steps", type=int, default=20, help="iterations of BIM/PGD (default 20)")
+    p.add_argument("--steps", type=int, default=20, help="iterations of BIM/PGD/APGD (default 20)")
     p.add_argument("--restarts", type=int, default=1, help="PGD random restarts (worst case kept)")
     p.add_argument("--n", type=int, default=512, help="test images to evaluate (the first N)")
     p.add_argument(
@@ -83,8 +169,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from explain import specs
 
-    if args.steps < 1 or args.restarts < 1 or args.n < 1:
-        print("error: --steps, --restarts and --n must be >= 1", file=sys.stderr)
+    if args.steps < 1 or args.restarts < 1 or args.n < 1 or args.queries < 1:
+        print("error: --steps, --restarts, --queries and --n must be >= 1", file=sys.stderr)
+        return 2
+    if args.suite and args.attack:
+        print("error: give --attack or --suite, not both", file=sys.stderr)
         return 2
     bundle = specs.resolve(args.model)
     if bundle.model.output_kind != "classification":
@@ -93,24 +182,37 @@ def run(args: argparse.Namespace) -> int:
     test = bundle.split("test", command="robustness")
     x, y = test.x[: args.n], test.y[: args.n]
     out = args.out or Path("robustness") / bundle.stem
-    configs = attack_configs(args.attack, norm=args.norm, steps=args.steps, restarts=args.restarts)
+    if args.suite:
+        from explain.adversarial.suite import suite_attacks
+
+        configs, which = suite_attacks(args.suite, args.norm), dict(suite=args.suite, norm=args.norm)
+    else:
+        configs = attack_configs(
+            args.attack or ["fgsm", "pgd"], norm=args.norm, steps=args.steps, restarts=args.restarts,
+            loss=args.loss, queries=args.queries,
+        )  # fmt: skip
+        which = dict(attacks=configs)
     t0 = time.perf_counter()
     report = evaluate_robustness(
         bundle.model,
         x,
         labels=y,
-        attacks=configs,
         eps=args.eps,
         key=jax.random.key(args.seed),
         label_source=args.label_source,
         memory_budget=args.memory_budget,
         show_progress=True,
+        **which,
     )
     seconds = time.perf_counter() - t0
     csv_path = write_csv(report, out / "robustness.csv")
     png_path = plot(report, out / "robustness.png")
+    json_path = write_json(
+        report, out / "robustness.json", args=args, configs=configs, sha256=params_sha256(bundle.model.params),
+        seconds=seconds,
+    )  # fmt: skip
     print(format_report(report))
     for c in report.failed:
         print(f"WARNING: sanity check {c.name} failed: {c.detail}", file=sys.stderr)
-    print(f"{len(x)} images, {seconds:.1f}s -> {csv_path}, {png_path}")
+    print(f"{len(x)} images, {seconds:.1f}s -> {csv_path}, {png_path}, {json_path}")
     return 1 if (args.strict and report.failed) else 0

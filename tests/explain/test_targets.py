@@ -73,7 +73,7 @@ def test_class_target_on_regression_model_is_refused(nnx_mlp):
     reg = dataclasses.replace(nnx_mlp, output_kind="regression")
     with pytest.raises(ValueError, match="class targets need a classification model"):
         _resolve(reg, 1, 2)
-    with pytest.raises(ValueError, match="cross-entropy loss needs a classification model"):
+    with pytest.raises(ValueError, match="loss .ce. needs a classification model"):
         _resolve(reg, targets.loss(np.array([0, 1]), "ce"), 2)
     with pytest.raises(ValueError, match="output index 5 out of range"):
         _resolve(reg, targets.output(5), 2)
@@ -171,7 +171,7 @@ def test_margin_losses_need_a_classifier_and_dlr_three_classes(nnx_mlp):
     import dataclasses
 
     reg = dataclasses.replace(nnx_mlp, output_kind="regression")
-    with pytest.raises(ValueError, match="the CW margin needs a classification model"):
+    with pytest.raises(ValueError, match="loss .cw. needs a classification model"):
         targets.resolve(reg, targets.loss(np.array([0, 1]), "cw"), 2)
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         targets.loss(np.array([0]), "hinge")
@@ -181,5 +181,73 @@ def test_dlr_needs_three_classes():
     from saliency_testlib import linear_apply, make_model
 
     two = make_model(linear_apply, (4,), k=2)
-    with pytest.raises(ValueError, match="the DLR loss needs at least 3 classes; .* has 2"):
+    with pytest.raises(ValueError, match="loss .dlr. needs at least 3 classes; .* has 2"):
         targets.resolve(two, targets.loss(np.array([0, 1]), "dlr"), 2)
+
+
+def test_targeted_dlr_matches_its_definition_and_is_scale_invariant():
+    from saliency_testlib import linear_apply, make_model
+
+    four = make_model(linear_apply, (4,), k=5)
+    z = jnp.array([[3.0, 1.0, -2.0, 0.5, -1.0], [0.5, 4.0, 1.5, 2.0, -3.0]])
+    fn, aux, name = _resolve(four, targets.loss(np.array([0, 1]), "dlr_targeted", goal=np.array([2, 3])), 2)
+    # sorted rows: [3, 1, 0.5, -1, -2] and [4, 2, 1.5, 0.5, -3]
+    expected = [(-2.0 - 3.0) / (3.0 - 0.5 * (0.5 - 1.0)), (2.0 - 4.0) / (4.0 - 0.5 * (1.5 + 0.5))]
+    np.testing.assert_allclose(fn(z, aux), expected, rtol=1e-6)
+    np.testing.assert_allclose(fn(100.0 * z - 3.0, aux), expected, rtol=1e-5)
+    assert name == "loss[dlr_targeted]"
+
+
+def test_targeted_dlr_needs_a_goal_unlike_the_label_and_four_classes():
+    from saliency_testlib import linear_apply, make_model
+
+    three = make_model(linear_apply, (4,), k=3)
+    five = make_model(linear_apply, (4,), k=5)
+    with pytest.raises(ValueError, match="goal= .* goes with loss 'dlr_targeted'"):
+        targets.loss(np.array([0]), "dlr_targeted")
+    with pytest.raises(ValueError, match="goal= .* goes with loss 'dlr_targeted'"):
+        targets.loss(np.array([0]), "cw", goal=1)
+    with pytest.raises(ValueError, match="needs at least 4 classes; .* has 3"):
+        targets.resolve(three, targets.loss(np.array([0]), "dlr_targeted", goal=1), 1)
+    with pytest.raises(ValueError, match="goal classes different from the labels"):
+        targets.resolve(five, targets.loss(np.array([0, 1]), "dlr_targeted", goal=np.array([2, 1])), 2)
+    with pytest.raises(ValueError, match="goal class 7 out of range"):
+        targets.resolve(five, targets.loss(np.array([0]), "dlr_targeted", goal=7), 1)
+
+
+def test_loss_kind_strings_select_the_loss(linen_cnn):
+    y = np.array([0, 2])
+    for kind in ("ce", "cw", "dlr"):
+        assert targets.resolve(linen_cnn, f"loss:{kind}", 2, labels=y).name == f"loss[{kind}]"
+    with pytest.raises(ValueError, match="unknown target 'loss:hinge'.*'loss:cw'"):
+        targets.resolve(linen_cnn, "loss:hinge", 2, labels=y)
+
+
+def _loss_and_aux(kind: str, k: int, y: int):
+    if kind == "dlr_targeted":
+        return targets.dlr_targeted, jnp.array([[y, (y + 1) % k]])
+    if kind == "mse":
+        return targets.mean_squared_error, jnp.arange(k, dtype=jnp.float32)[None] / k
+    return {"ce": targets.cross_entropy, "cw": targets.cw_margin, "dlr": targets.dlr}[kind], jnp.array([y])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    kind=st.sampled_from(targets.LOSS_KINDS),
+    gap=st.floats(0.0, 80.0),
+    rest=st.lists(st.floats(-5.0, 5.0), min_size=4, max_size=7),
+    label=st.integers(0, 7),
+)
+def test_every_loss_float32_gradient_matches_float64(kind, gap, rest, label):
+    """Each loss kind's float32 gradient against the same function in float64, relative 1e-5 (max-norm)."""
+    k = len(rest) + 1
+    y = label % k
+    z = np.insert(np.asarray(rest, np.float64), y, max(rest) + gap)[None]
+    # distinct logits: the margin losses are not differentiable at ties
+    z = z + np.arange(k) * 1e-2
+    fn, aux = _loss_and_aux(kind, k, y)
+    g32 = np.asarray(jax.grad(lambda v: fn(v, aux).sum())(jnp.asarray(z, jnp.float32)))
+    with jax.enable_x64(True):
+        aux64 = aux.astype(jnp.float64) if kind == "mse" else aux
+        g64 = np.asarray(jax.grad(lambda v: fn(v, aux64).sum())(jnp.asarray(z, jnp.float64)))
+    assert np.abs(g32 - g64).max() <= 1e-5 * np.abs(g64).max() + 1e-30

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from attack_testlib import cached_linear, ce, linear_model
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from testlib import to_float64
@@ -18,31 +19,6 @@ from explain import chunking
 from explain.adversarial import attacks as A
 from explain.adversarial import bim, fgsm, pgd, sweep
 from explain.targets import resolve
-
-
-def linear_model(shape, k=3, *, seed=0, value_range=(0.0, 1.0), scale=3.0) -> explain.Model:
-    """Logits ``W·vec(x) + b``: ∂CE/∂x = Wᵀ(softmax − onehot) in closed form."""
-    d = int(np.prod(shape))
-    rng = np.random.default_rng(seed)
-    params = {
-        "w": jnp.asarray(rng.normal(size=(d, k)) * scale / np.sqrt(d), jnp.float32),
-        "b": jnp.asarray(rng.normal(size=k), jnp.float32),
-    }
-
-    def apply(p, x):
-        return x.reshape(x.shape[0], -1) @ p["w"] + p["b"]
-
-    return explain.Model(apply, params, explain.InputSpec(tuple(shape), value_range), name=f"linear{k}")
-
-
-_MODELS: dict = {}
-
-
-def cached_linear(shape, k=3):
-    # one Model object per shape, so jit caches are reused across hypothesis examples
-    if (shape, k) not in _MODELS:
-        _MODELS[(shape, k)] = linear_model(shape, k)
-    return _MODELS[(shape, k)]
 
 
 def ce_grad(model, x, labels):
@@ -60,12 +36,6 @@ def ce_grad(model, x, labels):
     p[rows, labels] = 0.0
     p[rows, labels] = -p.sum(1)
     return (p @ w.T).reshape(x.shape)
-
-
-def ce(model, x, labels):
-    z = np.asarray(model.apply(model.params, jnp.asarray(x)), np.float64)
-    z = z - z.max(1, keepdims=True)
-    return -(z[np.arange(len(x)), labels] - np.log(np.exp(z).sum(1)))
 
 
 shapes = st.sampled_from([(4,), (3, 3, 2)])

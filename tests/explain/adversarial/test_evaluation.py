@@ -162,3 +162,58 @@ def test_robust_checkpoint_metadata_matches_its_weights():
     clean = float(np.mean(np.argmax(logits, 1) == b.dataset.test.y))
     assert clean == pytest.approx(rob["clean_accuracy"], abs=1e-6)
     assert rob["pgd_accuracy"] < clean
+
+
+def _scaled(model: explain.Model, factor: float) -> explain.Model:
+    """The model with its logits multiplied by ``factor``: same predictions, a saturated softmax."""
+    import dataclasses
+
+    return dataclasses.replace(model, apply=lambda p, x: factor * model.apply(p, x), name=f"{model.name}x{factor:g}")
+
+
+def _linear(k=4, scale=0.3):
+    from attack_testlib import linear_model
+
+    return linear_model((4, 4, 1), k=k, scale=scale)
+
+
+def test_float64_sign_check_passes_on_an_honest_model_and_trips_on_saturated_logits():
+    from explain.adversarial.evaluation import sign_disagreement
+
+    g = np.array([[1.0, -2.0, 3e-9], [1.0, 1.0, 1.0]])
+    np.testing.assert_array_equal(sign_disagreement(g, g), [False, False])
+    np.testing.assert_array_equal(sign_disagreement(np.zeros_like(g), g), [True, True])
+    m = _linear()
+    x = np.random.default_rng(0).uniform(0, 1, (32, 4, 4, 1)).astype(np.float32)
+    y = np.argmax(np.asarray(m.apply(m.params, x)), 1)
+    kw = dict(labels=y, attacks={"fgsm": FGSM}, eps=[0.01], key=jax.random.key(0))
+    check = lambda rep: next(c for c in rep.checks if c.name == "loss_gradient_float64")  # noqa: E731
+    assert check(evaluate_robustness(m, x, **kw)).passed is True
+    # logit gaps of a few hundred: exp(-gap) underflows in float32 (below ~1e-45), not in float64
+    hot = check(evaluate_robustness(_scaled(m, 300.0), x, **kw))
+    assert hot.passed is False and "saturated" in hot.detail
+
+
+def test_margin_check_trips_when_cross_entropy_saturates():
+    m = _scaled(_linear(scale=3.0), 1000.0)
+    x = np.random.default_rng(1).uniform(0, 1, (32, 4, 4, 1)).astype(np.float32)
+    y = np.argmax(np.asarray(m.apply(m.params, x)), 1)
+    attacks = {"apgd-ce": AttackConfig("apgd", steps=10), "apgd-dlr": AttackConfig("apgd", steps=10, loss="dlr")}
+    rep = evaluate_robustness(m, x, labels=y, attacks=attacks, eps=[0.3], key=jax.random.key(0))
+    check = next(c for c in rep.checks if c.name == "margin_loss_not_stronger")
+    assert check.passed is False and "CE saturation" in check.detail, format_report(rep)
+
+
+def test_gradient_free_check_trips_on_a_quantised_model():
+    import dataclasses
+
+    m = _linear(scale=8.0)
+    q = dataclasses.replace(m, apply=lambda p, x: m.apply(p, jnp.round(x * 7) / 7), name="quantised")
+    x = np.random.default_rng(2).uniform(0, 1, (16, 4, 4, 1)).astype(np.float32)
+    y = np.argmax(np.asarray(q.apply(q.params, x)), 1)
+    attacks = {"apgd-ce": AttackConfig("apgd", steps=10), "square": AttackConfig("square", steps=300, loss="cw")}
+    rep = evaluate_robustness(q, x, labels=y, attacks=attacks, eps=[0.3], key=jax.random.key(0))
+    check = next(c for c in rep.checks if c.name == "gradient_free_not_stronger")
+    assert check.passed is False and "gradient masking" in check.detail, format_report(rep)
+    honest = evaluate_robustness(m, x, labels=y, attacks=attacks, eps=[0.3], key=jax.random.key(0))
+    assert next(c for c in honest.checks if c.name == "gradient_free_not_stronger").passed is True

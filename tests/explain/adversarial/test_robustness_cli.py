@@ -63,7 +63,7 @@ def test_bad_arguments_are_refused_before_loading(capsys, monkeypatch):
     assert info.value.code == 2 and "invalid choice: 'ground-truth'" in capsys.readouterr().err
     monkeypatch.setattr(specs, "resolve", lambda spec: pytest.fail("resolved the model before checking --steps"))
     assert main(["robustness", "--model", "shapes_cnn", "--steps", "0"]) == 2
-    assert "--steps, --restarts and --n must be >= 1" in capsys.readouterr().err
+    assert "--steps, --restarts, --queries and --n must be >= 1" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["robustness", "--model", "resnet"]) == 2
     err = capsys.readouterr().err
@@ -75,3 +75,31 @@ def test_a_regression_model_is_refused(capsys):
 
     assert main(["robustness", "--model", "friedman1_mlp"]) == 2
     assert "friedman1_mlp is a regression model" in capsys.readouterr().err
+
+
+def test_new_attack_names_and_the_suite_options(tmp_path, capsys):
+    import json
+
+    from explain.__main__ import main
+
+    assert cli.parse_attacks("apgd-ce,apgd-dlr,apgd-t,square") == ["apgd-ce", "apgd-dlr", "apgd-t", "square"]
+    cfg = cli.attack_configs(["pgd", "apgd-t", "square"], norm="linf", steps=5, restarts=1, loss="cw", queries=50)
+    assert (cfg["pgd"].loss, cfg["apgd-t"].loss, cfg["square"].steps) == ("cw", "dlr_targeted", 50)
+    with pytest.raises(SystemExit):
+        main(["robustness", "--model", "shapes_cnn", "--suite", "auto"])
+    assert "invalid choice: 'auto'" in capsys.readouterr().err
+    assert main(["robustness", "--model", "shapes_cnn", "--suite", "rapid", "--attack", "pgd"]) == 2
+    assert "--attack or --suite, not both" in capsys.readouterr().err
+    args = ["robustness", "--model", "shapes_cnn", "--suite", "rapid", "--eps", "8/255", "--n", "8", "--seed", "3"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "suite rapid at ε = 0.031373" in out and "after apgd-t" in out
+    doc = json.loads((tmp_path / "robustness.json").read_text())
+    assert doc["settings"]["seed"] == 3 and doc["settings"]["suite"] == "rapid" and doc["suite"] == "rapid"
+    assert set(doc["attacks"]) == {"apgd-ce", "apgd-t"} and doc["attacks"]["apgd-t"]["loss"] == "dlr_targeted"
+    assert {"jax", "flax", "numpy", "python"} <= set(doc["versions"])
+    import models
+
+    assert doc["model_sha256"] == cli.params_sha256(models.load("shapes_cnn").model.params)
+    assert len(doc["suite_results"][0]["broken_by"]) == 8
+    assert doc["suite_results"][0]["robust_accuracy"] == doc["rows"][-1]["accuracy"]
