@@ -377,7 +377,7 @@ def evaluate_robustness(
     large_eps_examples: int = 256,
     precision_examples: int = 64,
     tol: float | None = None,
-    margin_tol: float = 0.05,
+    margin_tol: float | None = None,
     memory_budget: int | None = None,
     show_progress: bool = False,
 ) -> RobustnessReport:
@@ -402,7 +402,8 @@ def evaluate_robustness(
       large_eps_examples: examples used by that check (the first ones).
       precision_examples: examples of the float64 recomputation (the first ones).
       tol: slack of the ordering checks, default one example (``1/N``).
-      margin_tol: how much lower a margin-loss attack's accuracy may be than the CE attack's.
+      margin_tol: how much lower a margin-loss attack's accuracy may be than the CE attack's;
+        default 0.05, and never less than ``tol`` (one example).
       memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`).
       show_progress: progress bars over chunks of rows.
 
@@ -428,10 +429,10 @@ def evaluate_robustness(
     precision_examples = check_int("precision_examples", precision_examples)
     if large_eps is not None:
         large_eps = check_float("large_eps", large_eps)
-    margin_tol = check_float("margin_tol", margin_tol, minimum=0.0)
     n = np.shape(x)[0] if np.ndim(x) else 0
     y = _check_true_labels(model, labels, n)
     tol = 1.0 / n if tol is None else check_float("tol", tol)
+    margin_tol = max(0.05, tol) if margin_tol is None else check_float("margin_tol", margin_tol, minimum=0.0)
     b = bind(model, x, labels=y if label_source == "labels" else None, memory_budget=memory_budget)
     run = functools.partial(sweep_batch, keep_inputs=False, memory_budget=memory_budget, show_progress=show_progress)
     sweeps, rows, suites = {}, [], []
