@@ -11,8 +11,9 @@ The bootstrap candidates (drawing ``B x N`` row indices, counting them, one
 matmul) are timed interleaved in the same run: threefry bits on the device (the
 previous implementation), NumPy PCG64 ``integers(dtype=uint16)`` (Lemire) with
 ``np.bincount`` on the host, and PCG64 raw words (uint16 or uint32, the top
-range redrawn) counted on the device; then the shipped
-:func:`explain.sensitivity.global_.bootstrap_means` (PCG64 uint32 words, counted on the device).
+range redrawn) counted on the device in one call; then the shipped
+:func:`explain.sensitivity.global_.bootstrap_means` (PCG64 uint32 words counted on the device in
+``PIPELINE_CHUNKS`` asynchronous calls, the host drawing the next chunk while the device counts one).
 Only public names of ``explain`` are used: the candidates' counting is this file's own.
 """
 
@@ -144,9 +145,8 @@ def main() -> None:
     for name, (first, med) in rows.items():
         print(f"{name:<40} {first:>12.3f} {med * 1e3:>10.2f} {med / base:>10.1f}")
     ratio = rows["rank(vanilla_gradient, gradient_x_input)"][1] / base
-    print(
-        f"\nratio rank(vanilla_gradient, gradient_x_input, {args.bootstraps} bootstraps) / forward = {ratio:.1f} (target <= 10)"
-    )
+    what = f"rank(vanilla_gradient, gradient_x_input, {args.bootstraps} bootstraps)"
+    print(f"\nratio {what} / forward = {ratio:.1f} (target <= 10)")
 
 
 if __name__ == "__main__":

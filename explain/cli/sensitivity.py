@@ -32,7 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, help="write the full table to .csv or .json")
     parser.add_argument("--plot", type=Path, nargs="?", const=Path("sensitivity.png"), help="bar chart PNG path")
     parser.add_argument(
-        "--target", choices=("output", "loss"), default="output", help="model output (default) or loss vs labels"
+        "--target",
+        choices=("output", "loss", "loss:ce", "loss:cw", "loss:dlr", "loss:mse"),
+        default="output",
+        help="model output (default) or a loss vs labels: the model's own (loss), or a named kind (loss:cw ...)",
     )
     parser.add_argument("--data", type=Path, help="CSV with a header; columns matched to the model's features by name")
     parser.add_argument("--label-column", help="label column of --data (needed for --target loss)")
@@ -43,18 +46,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-bootstrap", type=int, default=200, help="bootstrap resamples of the rows (default 200)")
     parser.add_argument("--top-k", type=int, default=5, help="k of the rank-stability share (default 5)")
     parser.add_argument(
-        "--permutation-samples",
-        type=int,
-        default=5,
+        "--permutation-samples", type=int, default=5,
         help="permutations per feature for permutation importance; 0 skips it (default 5)",
-    )
+    )  # fmt: skip
     parser.add_argument("--steps", type=int, default=50, help="integrated_gradients steps (default 50)")
     parser.add_argument(
-        "--baseline",
-        choices=BASELINES,
-        default=BASELINES[0],
+        "--baseline", choices=BASELINES, default=BASELINES[0],
         help="integrated_gradients baseline: the training split's feature means (default) or zero",
-    )
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="seed of the explicit PRNG key")
     _args.add_memory_budget(parser)
 
@@ -127,21 +126,11 @@ def run(args: argparse.Namespace) -> int:
     if args.rows is not None:
         x, labels = x[: args.rows], None if labels is None else labels[: args.rows]
     result = sensitivity.rank(
-        bundle.model,
-        x,
-        key=jax.random.key(args.seed),
-        target="loss" if args.target == "loss" else None,
-        labels=labels,
-        methods=methods,
-        n_bootstrap=args.n_bootstrap,
-        top_k=args.top_k,
-        permutation_samples=args.permutation_samples,
-        baseline=args.baseline,
-        references=references,
-        steps=args.steps,
-        memory_budget=args.memory_budget,
-        show_progress=True,
-    )
+        bundle.model, x, key=jax.random.key(args.seed), target=None if args.target == "output" else args.target,
+        labels=labels, methods=methods, n_bootstrap=args.n_bootstrap, top_k=args.top_k,
+        permutation_samples=args.permutation_samples, baseline=args.baseline, references=references,
+        steps=args.steps, memory_budget=args.memory_budget, show_progress=True,
+    )  # fmt: skip
     if ig:
         source = "the training split's feature means" if mean_baseline else "zero"
         result = dataclasses.replace(result, settings={**result.settings, "baseline_source": source})

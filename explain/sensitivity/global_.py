@@ -17,16 +17,11 @@ intervals are comparable). Intervals are percentiles of the ``B`` resampled
 means; rank stability is the share of resamples in which a feature is among the
 ``top_k``. A ranking needs ``N >= 2`` rows.
 
-Resample ``b``'s ``N`` indices come from its own segment of one NumPy PCG64 stream
-seeded with the explicit ``key``'s data (the generator is advanced to the segment,
-an O(log) jump): its raw 64-bit output, cut into 32-bit words, costs a fraction of
-threefry's on XLA CPU (benchmarks/sensitivity_bench.py). Each word below the largest
-multiple of ``N`` is taken modulo ``N``; words above it are redrawn from the
-resample's own child stream, so every index is exactly uniform and resample ``b``
-never depends on how the resamples are chunked. Counting and the matrix product
-run on the device in chunks of resamples within ``memory_budget``; when the
-per-row scores themselves do not fit the budget, counts are made on the host and
-the product runs over chunks of rows, so memory does not grow with ``N``.
+Resample ``b``'s ``N`` indices are 32-bit words of its own segment of one NumPy PCG64
+stream seeded with the ``key``'s data (a fraction of threefry's cost on XLA CPU), each
+word modulo ``N``; words ``>= L``, the largest multiple of ``N`` below ``2³²``, are redrawn
+from the resample's own child stream, so every index is exactly uniform and resample ``b``
+never depends on how the resamples are chunked (:func:`bootstrap_means`).
 
 References:
   Efron. Bootstrap Methods: Another Look at the Jackknife. Annals of Statistics 7, 1979.
@@ -44,9 +39,8 @@ from jaxtyping import Array, Float, UInt
 
 from explain import checks, chunking, gradients
 from explain.model import Model
-from explain.saliency import integrated
 from explain.sensitivity import local, permutation
-from explain.sensitivity.data import check_rows_for_statistics, check_tabular, feature_names, host_generator, key_words
+from explain.sensitivity.data import feature_names, host_generator, key_words
 from explain.sensitivity.result import GlobalSensitivity, MethodRanking
 
 GRADIENT_METHODS = local.METHODS
@@ -57,77 +51,82 @@ BOOTSTRAP_RNG = (
 )
 # Device bytes per (resample, row) while counting: the word, its flat index and the count.
 _COUNT_BYTES = 16
+# Resamples are counted in (at least) this many chunks, so that drawing chunk k + 1 on the host overlaps
+# counting chunk k on the device (10,000 rows, 200 resamples on XLA CPU: about half the time of one chunk).
+PIPELINE_CHUNKS = 4
+_SCALING = dict(
+    vanilla_gradient=" (mean |·|, × σ_k)", gradient_x_input=" (mean |·|)", integrated_gradients=" (mean |·|)"
+)
 
-
-def bootstrap_generator(key: jax.Array) -> np.random.Generator:
-    """The NumPy PCG64 generator determined by ``key`` (a typed key or raw ``uint32 (2,)`` key data)."""
-    return host_generator(key)
+# The NumPy PCG64 generator determined by ``key`` (a typed key or raw ``uint32 (2,)`` key data).
+bootstrap_generator = host_generator
 
 
 def word_dtype(n: int) -> type:
-    """``uint32`` words: fewer than ``N / 2³²`` of them are redrawn.
-
-    16-bit words halve the bits but redraw up to half of them (8% for
-    ``N = 10,000``); patching those cost more than the bits saved (the benchmark
-    times both).
-    """
+    """``uint32`` words (fewer than ``N / 2³²`` redrawn; 16-bit words redraw up to half and cost more)."""
     if n >= 2**31:  # the flat count index is int32
         raise ValueError(f"expected fewer than 2**31 rows to resample, got {n}")
     return np.uint32
 
 
-def uniform_words(rng: np.random.Generator, shape: tuple[int, ...], n: int, dtype: type = np.uint32) -> np.ndarray:
-    """Unsigned words ``shape`` uniform on ``[0, L)`` with ``L`` the largest multiple of ``n`` in range.
-
-    ``word % n`` is then exactly uniform on ``{0..n-1}``. Raw generator output is
-    cut into words; the few words ``>= L`` are redrawn until none remain.
-    """
+def _limit(n: int, dtype: type) -> tuple[int, int]:
+    """``(bits, L)``: the word size and ``L``, the largest multiple of ``n`` below ``2^bits``."""
     bits = np.iinfo(dtype).bits
-    limit = (1 << bits) // n * n
+    return bits, (1 << bits) // n * n
+
+
+def uniform_words(rng: np.random.Generator, shape: tuple[int, ...], n: int, dtype: type = np.uint32) -> np.ndarray:
+    """Words ``shape`` uniform on ``[0, L)``, so ``word % n`` is exactly uniform: raw output, words ``>= L`` redrawn."""
+    bits, limit = _limit(n, dtype)
     size = int(np.prod(shape))
 
     def draw(k: int) -> np.ndarray:
         return rng.bit_generator.random_raw(-(-k * bits // 64)).view(dtype)[:k]
 
     words = draw(size)
-    if limit < 1 << bits:
-        bad = np.flatnonzero(words >= limit)
-        while bad.size:
-            fresh = draw(bad.size)
-            words[bad] = fresh
-            bad = bad[fresh >= limit]
+    bad = np.flatnonzero(words >= limit)
+    while bad.size:
+        fresh = draw(bad.size)
+        words[bad] = fresh
+        bad = bad[fresh >= limit]
     return words.reshape(shape)
 
 
 def resample_words(key: jax.Array, resamples: np.ndarray, n: int, dtype: type = np.uint32) -> np.ndarray:
-    """Words ``(len(resamples), n)`` of the given resamples, each exactly uniform on ``[0, L)`` (see module doc).
+    """Words ``(len(resamples), n)`` uniform on ``[0, L)``: resample ``b`` is the ``b``-th segment of the key's stream.
 
-    Resample ``b`` is the ``b``-th segment of ``ceil(n · bits / 64)`` raw outputs of the
-    key's PCG64 stream, with its words ``>= L`` redrawn from its own child stream
-    (:func:`~explain.sensitivity.data.host_generator` ``(key, b)``): the same
-    resample gives the same words in any chunk.
+    Its words ``>= L`` are redrawn from its own child stream (:func:`~explain.sensitivity.data.host_generator`
+    ``(key, b)``), so the same resample gives the same words in any chunk.
     """
-    bits = np.iinfo(dtype).bits
-    limit = (1 << bits) // n * n
-    per = -(-n * bits // 64)
-    resamples = np.asarray(resamples)
+    bits, limit = _limit(n, dtype)
+    per = -(-n * bits // 64)  # raw 64-bit outputs per resample
+    resamples = np.asarray(resamples, np.int64)
     gen = np.random.PCG64(np.random.SeedSequence(key_words(key)))
-    out = np.empty((len(resamples), n), dtype)
-    if len(resamples) and np.array_equal(resamples, np.arange(resamples[0], resamples[0] + len(resamples))):
-        # Consecutive resamples are consecutive segments of the stream: one advance and one draw.
-        gen.advance(int(resamples[0]) * per)
-        out[:] = gen.random_raw(len(resamples) * per).reshape(len(resamples), per).view(dtype)[:, :n]
+    start = gen.state
+
+    def segment(b: int, count: int) -> np.ndarray:
+        gen.state = start
+        gen.advance(b * per)
+        return gen.random_raw(count * per).view(dtype).reshape(count, per * 64 // bits)[:, :n]
+
+    first = int(resamples[0]) if resamples.size else 0
+    if np.array_equal(resamples, np.arange(first, first + resamples.size)):  # one advance and one draw
+        out = segment(first, resamples.size)
     else:
-        start = gen.state
-        for row, b in enumerate(resamples.tolist()):
-            gen.state = start
-            gen.advance(int(b) * per)
-            out[row] = gen.random_raw(per).view(dtype)[:n]
-    if limit < 1 << bits:
-        for row in np.flatnonzero((out >= limit).any(axis=1)).tolist():
-            bad = np.flatnonzero(out[row] >= limit)
-            out[row, bad] = uniform_words(host_generator(key, int(resamples[row])), (bad.size,), n, dtype)
+        out = np.concatenate([segment(b, 1) for b in resamples.tolist()])
+    for row in np.flatnonzero((out >= limit).any(axis=1)).tolist():
+        bad = np.flatnonzero(out[row] >= limit)
+        out[row, bad] = uniform_words(host_generator(key, int(resamples[row])), (bad.size,), n, dtype)
     return out
+
+
+@jax.jit
+def _split_data(key: jax.Array) -> tuple[UInt[Array, " w"], UInt[Array, " 2 w"]]:
+    """The data of ``key`` and of ``jax.random.split(key)``, in one call (not one eager op each)."""
+    split = jax.random.split(key)
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key), jax.random.key_data(split)
+    return key, split
 
 
 @jax.jit
@@ -142,11 +141,12 @@ def _resampled_means(words: UInt[Array, " c n"] | np.ndarray, scores: Float[Arra
 
 
 @jax.jit
-def _weighted_counts(
-    counts: Float[Array, " r c"], scores: Float[Array, " r m"], weights: Float[Array, " r"]
-) -> Float[Array, " c m"]:
-    """``Σ_r w_r counts[r, :] ⊗ scores[r, :]``: one chunk of rows of ``countsᵀ · scores``."""
-    return jnp.einsum("rc,r,rm->cm", counts, weights.astype(scores.dtype), scores.astype(counts.dtype))
+def _weighted_sum(
+    items: tuple[Float[Array, " r"], Float[Array, " r m"]], weights: Float[Array, " r"]
+) -> Float[Array, " m"]:
+    """``Σ_r w_r c_r s_r``: one chunk of rows of ``counts · scores``."""
+    counts, scores = items
+    return (weights.astype(counts.dtype) * counts) @ scores
 
 
 def bootstrap_means(
@@ -159,37 +159,41 @@ def bootstrap_means(
 ) -> Float[Array, " b m"]:
     """Row-bootstrap means ``(B, M)`` of per-row scores ``(N, M)``, deterministic from ``(key, N, B)``.
 
-    Resample ``b`` is the same whatever the memory budget (:func:`resample_words`). When
-    the scores and one resample's counts fit ``memory_budget``, chunks of resamples are
-    counted and multiplied on the device (:func:`explain.chunking.map_rows` over resample
-    indices); otherwise one resample at a time is counted on the host and ``counts · scores``
-    runs over chunks of rows (:func:`explain.chunking.accumulate`).
+    Resample ``b`` is the same whatever the memory budget (:func:`resample_words`). When the
+    scores and one resample's counts fit ``memory_budget``, equal chunks of resamples (the last
+    one's extra resamples drawn and dropped, so nothing recompiles) are counted on the device
+    without waiting, while the host draws the next chunks, as many at once as fit the budget;
+    otherwise one resample at a time is counted on the host and ``counts · scores`` runs over
+    chunks of rows (:func:`explain.chunking.accumulate`).
     """
     n, m = scores.shape
-    dtype = word_dtype(n)
-    budget = chunking.check_budget(memory_budget)
-    scores = np.asarray(scores)
-    resamples = np.arange(n_bootstrap)
-    fixed = scores.nbytes  # the scores, on the device for every chunk of resamples
-    if fixed + n * _COUNT_BYTES <= budget:
-        cap = max(1, min((budget - fixed) // (n * _COUNT_BYTES), (2**31 - 1) // n))  # the flat count index is int32
-        per_call = -(-n_bootstrap // -(-n_bootstrap // cap))  # equal chunks: the padded last one wastes little
-        device_scores = jnp.asarray(scores)
-        draw = lambda b: _resampled_means(resample_words(key, b, n, dtype), device_scores)  # noqa: E731
-        out = chunking.map_rows(draw, resamples, batch=per_call, show_progress=show_progress, desc="bootstrap")
-        return jnp.asarray(out)
-    rows = max(1, budget // ((1 + m) * scores.itemsize * 2))  # a chunk of counts and scores, and their product
+    dtype, budget, scores = word_dtype(n), chunking.check_budget(memory_budget), np.asarray(scores)
+    key = np.asarray(key_words(key), np.uint32)  # the key's data once, not once per chunk and redraw
+    per_resample = n * _COUNT_BYTES
+    if scores.nbytes + per_resample > budget:
+        rows = max(1, budget // ((1 + m) * scores.itemsize * 2))  # a chunk of counts and scores, and their product
 
-    def host_counted(b: np.ndarray) -> np.ndarray:
-        words = resample_words(key, b, n, dtype)
-        flat = (words % dtype(n)).astype(np.int64) + n * np.arange(len(b))[:, None]
-        counts = np.bincount(flat.ravel(), minlength=len(b) * n).reshape(len(b), n).astype(scores.dtype)
-        fn = lambda items, w: _weighted_counts(items[0], items[1], w)  # noqa: E731
-        return np.asarray(chunking.accumulate(fn, (counts.T, scores), rows)) / n
+        def host_counted(b: np.ndarray) -> np.ndarray:
+            counts = np.bincount(resample_words(key, b, n, dtype)[0] % dtype(n), minlength=n).astype(scores.dtype)
+            return np.asarray(chunking.accumulate(_weighted_sum, (counts, scores), rows))[None] / n
 
-    return jnp.asarray(
-        chunking.map_rows(host_counted, resamples, batch=1, show_progress=show_progress, desc="bootstrap")
-    )
+        counted = chunking.map_rows(
+            host_counted, np.arange(n_bootstrap), batch=1, show_progress=show_progress, desc="bootstrap"
+        )
+        return jnp.asarray(counted)
+    cap = (budget - scores.nbytes) // per_resample
+    cap = min(cap, (2**31 - 1) // n, -(-n_bootstrap // PIPELINE_CHUNKS))  # the flat count index is int32
+    per_call = -(-n_bootstrap // -(-n_bootstrap // cap))  # equal chunks: the last one wastes little
+    in_flight = (budget - scores.nbytes) // (per_call * per_resample)  # chunks counting at once within the budget
+    device_scores, means = jnp.asarray(scores), []
+    with chunking.progress(-(-n_bootstrap // per_call), enabled=show_progress, desc="bootstrap") as bar:
+        for start in range(0, n_bootstrap, per_call):
+            words = resample_words(key, np.arange(start, start + per_call), n, dtype)  # while earlier chunks count
+            if len(means) >= in_flight:
+                means[-in_flight].block_until_ready()
+            means.append(_resampled_means(words, device_scores))  # asynchronous: returns before counting is done
+            bar.update()
+    return jnp.asarray(np.concatenate(jax.device_get(means))[:n_bootstrap])
 
 
 def summarise(
@@ -197,27 +201,12 @@ def summarise(
 ) -> MethodRanking:
     """A :class:`MethodRanking` from per-row mean ``scores (F,)`` and bootstrap means ``boot (B, F)``."""
     alpha = (1.0 - ci) / 2.0
-    lower, upper = np.quantile(boot, [alpha, 1.0 - alpha], axis=0)
+    lower, upper = np.quantile(boot, [alpha, 1.0 - alpha], axis=0).astype(scores.dtype)
     top = np.argsort(-boot, axis=1, kind="stable")[:, :top_k]  # (B, k)
-    share = np.zeros(boot.shape, bool)
-    np.put_along_axis(share, top, True, axis=1)
-    rho = None if reference is None else jnp.asarray(permutation.spearman(scores, reference), scores.dtype)
-    return MethodRanking(
-        method,
-        local.DESCRIPTIONS[method] + _SCALING.get(method, ""),
-        jnp.asarray(scores),
-        jnp.asarray(lower.astype(scores.dtype)),
-        jnp.asarray(upper.astype(scores.dtype)),
-        jnp.asarray(share.mean(0).astype(scores.dtype)),
-        rho,
-    )
-
-
-_SCALING = {
-    "vanilla_gradient": " (mean |·|, × σ_k)",
-    "gradient_x_input": " (mean |·|)",
-    "integrated_gradients": " (mean |·|)",
-}
+    share = np.bincount(top.ravel(), minlength=boot.shape[1]).astype(scores.dtype) / boot.shape[0]
+    rho = None if reference is None else np.asarray(permutation.spearman(scores, reference), scores.dtype)
+    arrays = jax.device_put((scores, lower, upper, share, rho))
+    return MethodRanking(method, local.DESCRIPTIONS[method] + _SCALING.get(method, ""), *arrays)
 
 
 def rank(
@@ -243,13 +232,12 @@ def rank(
     """Ranks features by how much they move a target over a dataset, with intervals and stability.
 
     Args:
-      model: a tabular :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, F)`` rows (``N >= 2``), or a DataFrame matched by column name.
+      model, x, target, labels, names, baseline, references, steps, memory_budget, show_progress:
+        as :func:`~explain.sensitivity.local.local_sensitivity`, with ``N >= 2`` rows and an ``(F,)``
+        baseline; ``memory_budget`` also bounds the permutations and the bootstrap.
       key: an explicit ``jax.random.key`` for the bootstrap (and the permutations); same key, same result.
-      target, labels: see :mod:`explain.targets`; ``target="loss"`` needs ``labels (N,)``.
       methods: gradient methods among ``"vanilla_gradient"``, ``"gradient_x_input"``,
         ``"integrated_gradients"`` (may be empty with permutation importance on).
-      names: column names of an array ``x``, matched to the model's feature names.
       n_bootstrap: row resamples ``B`` (default 200).
       ci: interval level in (0, 1) (default 0.95, percentile intervals).
       top_k: ``k`` of the rank-stability share.
@@ -258,14 +246,6 @@ def rank(
         reports its Spearman agreement with it.
       permutation_kind: ``"auto"`` (loss increase for a loss target, else mean |prediction change|),
         ``"increase"`` or ``"abs_change"``.
-      baseline: Integrated Gradients' baseline: ``"mean"`` (default: the feature means of
-        ``references``), ``"zero"`` or an ``(F,)`` array.
-      references: for ``baseline="mean"``: reference rows ``(R, F)`` (e.g. the training split)
-        or their feature means ``(F,)``; required then, so a row's IG never depends on the other rows.
-      steps: Integrated Gradients' quadrature points.
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
-        gradients, paths, permutations and bootstrap are chunked within it.
-      show_progress: a progress bar for long calls.
 
     Returns:
       :class:`~explain.sensitivity.result.GlobalSensitivity`, one ranking per method, keyed by
@@ -284,8 +264,7 @@ def rank(
     """
     methods = local.check_methods(methods, allow_empty=True)
     n_bootstrap = checks.check_int("n_bootstrap", n_bootstrap)
-    ci = checks.check_float("ci", ci, minimum=0.0, maximum=1.0)
-    if not 0.0 < ci < 1.0:
+    if not 0.0 < (ci := checks.check_float("ci", ci, maximum=1.0)) < 1.0:
         raise ValueError(f"expected ci strictly between 0 and 1, got {ci:g}")
     top_k = checks.check_int("top_k", top_k)
     permutation_samples = checks.check_int("permutation_samples", permutation_samples, minimum=0)
@@ -294,32 +273,30 @@ def rank(
             f"nothing to rank: pass methods= (some of {list(GRADIENT_METHODS)}) and/or permutation_samples >= 1"
         )
     checks.check_choice("permutation kind", permutation_kind, permutation.KINDS)
-    _, steps = integrated.check_rule(local.RULE, steps)
-    chunking.check_budget(memory_budget)
     key = checks.check_key(key, what="the bootstrap")
-    model, x = check_tabular(model, x, names=names)
+    model, x, sigma, base, described, steps = local.check_inputs(
+        model, x, names=names, memory_budget=memory_budget, methods=methods, baseline=baseline,
+        references=references, steps=steps, statistics="a global ranking", top_k=top_k,
+    )  # fmt: skip
     n, f = x.shape
-    if top_k > f:
-        raise ValueError(f"expected top_k <= {f} (the number of features), got {top_k}")
-    sigma = check_rows_for_statistics(x, model, what="a global ranking")
-    ig = "integrated_gradients" in methods
-    base, described = local.check_baseline(model, x, baseline, references) if ig else (None, None)
     p = gradients.prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
     kind = permutation.resolve_kind(permutation_kind, p.target.name) if permutation_samples else None
 
     # From here on x is validated and the target frozen once; nothing below checks them again.
-    boot_key, perm_key = jax.random.split(key)
-    per_row: dict[str, np.ndarray] = {}
+    key_data, (boot_key, perm_key) = jax.device_get(_split_data(key))  # raw key data: host streams need no device
+    per_row, t = {}, None
     if methods:
-        signed, _ = local.attributions(
+        signed, t = local.attributions(
             p, methods, baseline=base, steps=steps, memory_budget=memory_budget, show_progress=show_progress
         )
-        scale = sigma.astype(x.dtype)
-        per_row = {m: np.abs(v) * scale if m == "vanilla_gradient" else np.abs(v) for m, v in signed.items()}
+        per_row = {
+            m: np.abs(v) * sigma.astype(x.dtype) if m == "vanilla_gradient" else np.abs(v) for m, v in signed.items()
+        }
     if permutation_samples:
+        # The target values of the gradient pass are the permutations' reference: no extra forward pass.
         per_row[PERMUTATION] = permutation.permutation_rows(
             p, n_samples=permutation_samples, key=perm_key, kind=kind, memory_budget=memory_budget,
-            show_progress=show_progress,
+            show_progress=show_progress, base=t,
         )  # fmt: skip
     stacked = np.concatenate(list(per_row.values()), axis=1)  # (N, M·F): one bootstrap for all methods
     boot = bootstrap_means(
@@ -332,24 +309,13 @@ def rank(
         m: summarise(m, means[i], boot[:, i], ci=ci, top_k=top_k, reference=ref if m != PERMUTATION else None)
         for i, m in enumerate(per_row)
     }
-    settings = {
-        "model": model.name,
-        "target": p.target.name,
-        "methods": list(per_row),
-        "n_rows": int(n),
-        "n_bootstrap": n_bootstrap,
-        "ci": ci,
-        "interval": "bootstrap percentile over rows",
-        "bootstrap_rng": BOOTSTRAP_RNG,
-        "top_k": top_k,
-        "vanilla_gradient_scale": "feature standard deviation over the rows given",
-        "feature_std": sigma.tolist(),
-        "baseline": described,
-        "steps": steps if ig else None,
-        "permutation_samples": permutation_samples,
-        "permutation_kind": kind,
-        "key": key_words(key),
-    }
+    settings = dict(
+        model=model.name, target=p.target.name, methods=list(per_row), n_rows=int(n), n_bootstrap=n_bootstrap, ci=ci,
+        interval="bootstrap percentile over rows", bootstrap_rng=BOOTSTRAP_RNG, top_k=top_k,
+        vanilla_gradient_scale="feature standard deviation over the rows given", feature_std=sigma.tolist(),
+        baseline=described, steps=steps, permutation_samples=permutation_samples, permutation_kind=kind,
+        key=key_data.tolist(),
+    )  # fmt: skip
     return GlobalSensitivity(feature_names(model), rankings, settings)
 
 
@@ -383,9 +349,8 @@ def permutation_importance(
       >>> p = permutation_importance(m, x, target="loss", labels=y, key=jax.random.key(0))
       >>> p["permutation_importance"].scores
     """
-    n_samples = checks.check_int("n_samples", n_samples)
     return rank(
         model, x, key=key, target=target, labels=labels, methods=(), names=names, n_bootstrap=n_bootstrap, ci=ci,
-        top_k=top_k, permutation_samples=n_samples, permutation_kind=kind, memory_budget=memory_budget,
-        show_progress=show_progress,
+        top_k=top_k, permutation_samples=checks.check_int("n_samples", n_samples), permutation_kind=kind,
+        memory_budget=memory_budget, show_progress=show_progress,
     )  # fmt: skip

@@ -9,12 +9,9 @@ decide the rank, as for the gradient ranking). A pure additive model
 ``Σₖ gₖ(xₖ)`` has ``Iᵢⱼ = 0`` for ``i ≠ j``; Friedman #1's ``10 sin(π x₀ x₁)``
 makes ``(0, 1)`` the only interacting pair.
 
-Hessian columns come from Hessian-vector products, forward over reverse
-(:func:`explain.gradients.target_hvp`, Pearlmutter 1994): ``Hₙ eⱼ`` for all rows
-of a chunk in one pass. Rows and directions ``eⱼ`` are split within
-``memory_budget`` by :func:`explain.chunking.plan` and summed with
-:func:`explain.chunking.accumulate` (rows) or :func:`explain.chunking.map_rows`
-(per-row Hessians), so memory grows with neither ``N`` nor ``F``.
+Hessian columns ``Hₙ eⱼ`` come from Hessian-vector products, forward over reverse
+(:func:`explain.gradients.target_hvp`, Pearlmutter 1994), for all rows of a chunk in one
+pass; rows and directions are chunked within ``memory_budget``, so memory grows with neither ``N`` nor ``F``.
 
 References:
   Pearlmutter. Fast Exact Multiplication by the Hessian. Neural Computation 6, 1994.
@@ -35,8 +32,8 @@ from jaxtyping import Array, Float, Int
 from explain import chunking, gradients
 from explain.gradients import Prepared, target_hvp
 from explain.model import Model
-from explain.sensitivity.data import check_rows_for_statistics, check_tabular, feature_names
-from explain.sensitivity.local import Rows
+from explain.sensitivity.data import feature_names
+from explain.sensitivity.local import Rows, check_inputs
 from explain.sensitivity.result import Interactions
 from explain.targets import BoundTarget
 
@@ -44,11 +41,7 @@ from explain.targets import BoundTarget
 
 
 def hessian_columns(
-    apply: Callable,
-    params: Any,
-    x: Float[Array, " n f"],
-    target: BoundTarget,
-    columns: Int[Array, " c"],
+    apply: Callable, params: Any, x: Float[Array, " n f"], target: BoundTarget, columns: Int[Array, " c"]
 ) -> Float[Array, " c n f"]:
     """Pure: columns ``Hₙ e_{j_c}`` ``(c, N, F)`` of every row's Hessian ``Hₙ = ∂²tₙ/∂xₙ²``, one HVP per column."""
     e = jax.nn.one_hot(columns, x.shape[1], dtype=x.dtype)  # (c, F)
@@ -100,11 +93,10 @@ _abs_hessian_sum = jax.jit(abs_hessian_sum, static_argnums=0)
 
 def _plan(p: Prepared, memory_budget: int | None, *, out_per_row: int = 0) -> tuple[int, int]:
     """``(rows, directions)`` per call: HVP rows within the budget, less ``out_per_row`` output floats per row."""
-    f = p.x.shape[1]
     rows = chunking.rows_per_chunk(p.model, memory_budget=memory_budget, factor=chunking.HVP_FACTOR, dtype=p.x.dtype)
     if out_per_row:
         rows = max(1, min(rows, chunking.check_budget(memory_budget) // (out_per_row * p.x.dtype.itemsize)))
-    return chunking.plan(p.n, rows, f)
+    return chunking.plan(p.n, rows, p.x.shape[1])
 
 
 def abs_hessian_total(p: Prepared, *, memory_budget: int | None, show_progress: bool = False) -> np.ndarray:
@@ -143,8 +135,7 @@ def row_hessians(
     Returns:
       ``(N, F, F)``, symmetric up to rounding.
     """
-    chunking.check_budget(memory_budget)
-    model, x = check_tabular(model, x, names=names)
+    model, x, *_ = check_inputs(model, x, names=names, memory_budget=memory_budget)
     p = gradients.prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
     f = x.shape[1]
     batch, per_call = _plan(p, memory_budget, out_per_row=f * f)
@@ -168,13 +159,9 @@ def interactions(
     """Pairwise interaction strengths ``mean |∂²t/∂xᵢ∂xⱼ| · σᵢσⱼ`` over rows, and the top pairs.
 
     Args:
-      model: a tabular :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
-      x: ``(N, F)`` rows (``N >= 2``), or a DataFrame matched by column name.
-      target, labels: see :mod:`explain.targets` (``"all"`` is not supported).
-      names: column names of an array ``x``.
-      memory_budget: bytes per compiled call (default :data:`explain.chunking.MEMORY_BUDGET`);
-        rows and Hessian directions are chunked within it.
-      show_progress: a progress bar for long calls.
+      model, x, target, labels, names, memory_budget, show_progress: as
+        :func:`~explain.sensitivity.local.local_sensitivity`, with ``N >= 2`` rows; rows and Hessian
+        directions are chunked within ``memory_budget``.
 
     Returns:
       :class:`~explain.sensitivity.result.Interactions` with the ``(F, F)`` matrix; ``top_pairs(k)``.
@@ -189,19 +176,14 @@ def interactions(
       >>> inter = interactions(m, x)
       >>> inter.top_pairs(3)
     """
-    chunking.check_budget(memory_budget)
-    model, x = check_tabular(model, x, names=names)
+    model, x, sigma, *_ = check_inputs(
+        model, x, names=names, memory_budget=memory_budget, statistics="an interaction ranking"
+    )
     n = x.shape[0]
-    sigma = check_rows_for_statistics(x, model, what="an interaction ranking")
     p = gradients.prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
     total = abs_hessian_total(p, memory_budget=memory_budget, show_progress=show_progress)
     matrix = np.asarray(total, np.float64) / n * np.outer(sigma, sigma)
     matrix = (matrix + matrix.T) / 2.0  # exact symmetry; the HVP columns agree to rounding
-    settings = {
-        "model": model.name,
-        "target": p.target.name,
-        "n_rows": int(n),
-        "scale": "feature standard deviation over the rows given",
-        "feature_std": sigma.tolist(),
-    }
+    scale = "feature standard deviation over the rows given"
+    settings = dict(model=model.name, target=p.target.name, n_rows=int(n), scale=scale, feature_std=sigma.tolist())
     return Interactions(feature_names(model), jnp.asarray(matrix.astype(x.dtype)), settings)

@@ -14,10 +14,8 @@ loss against labels, regression output; see :mod:`explain.targets`):
   ``references`` (e.g. the training split). Taking the means of ``x`` itself would
   make one row's IG identically 0 and a row's IG depend on the other rows of its batch.
 
-The vanilla gradient and gradient × input share one backward pass per chunk of
-rows; Integrated Gradients chunks rows × steps. Chunks follow
-:mod:`explain.chunking` (``memory_budget``) and land in host arrays, so memory
-does not grow with ``N``.
+The first two share one backward pass per chunk of rows; Integrated Gradients chunks
+rows × steps (:mod:`explain.chunking`), results landing in host arrays.
 
 References:
   Shrikumar, Greenside, Shcherbina, Kundaje. Not Just a Black Box. arXiv:1605.01713, 2016.
@@ -39,7 +37,7 @@ from explain import checks, chunking, gradients
 from explain.gradients import Prepared, target_and_grad
 from explain.model import Model
 from explain.saliency import integrated
-from explain.sensitivity.data import check_references, check_tabular, feature_names
+from explain.sensitivity.data import check_references, check_rows_for_statistics, check_tabular, feature_names
 from explain.sensitivity.result import LocalSensitivity
 from explain.targets import BoundTarget
 
@@ -62,7 +60,7 @@ NO_REFERENCES_MSG = (
 
 
 def check_methods(methods: Sequence[str] | str, *, allow_empty: bool = False) -> tuple[str, ...]:
-    """Validates method names (a name or a sequence of names) before any compilation."""
+    """Method names (a name or a sequence of names) without repeats, checked before any compilation."""
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     if not methods and not allow_empty:
         raise ValueError(f"expected at least one method of {list(METHODS)}, got none")
@@ -74,10 +72,9 @@ def check_methods(methods: Sequence[str] | str, *, allow_empty: bool = False) ->
 def check_baseline(
     model: Model, x: np.ndarray, baseline: BaselineKind | Any, references: Any
 ) -> tuple[np.ndarray, Any]:
-    """The IG baseline ``(F,)`` or ``(N, F)`` (host, dtype of ``x``) and its description for the settings.
+    """The IG baseline (host, dtype of ``x``) and its description for the settings.
 
-    ``"mean"``: the feature means of ``references`` (required); ``"zero"``; or an
-    ``(F,)`` / ``(N, F)`` array. Raises before anything is compiled.
+    ``"mean"``: the feature means ``(F,)`` of ``references`` (required); ``"zero"``; or an ``(F,)`` / ``(N, F)`` array.
     """
     f = x.shape[1]
     if isinstance(baseline, str):
@@ -97,6 +94,37 @@ def check_baseline(
     if tuple(arr.shape) not in ((f,), tuple(x.shape)):
         raise ValueError(f"expected baseline of shape ({f},) or {tuple(x.shape)} (like x), got {arr.shape}")
     return arr.astype(x.dtype), arr.tolist()
+
+
+def check_inputs(
+    model: Model | Any,
+    x: Rows,
+    *,
+    names: Sequence[str] | None,
+    memory_budget: Any,
+    methods: tuple[str, ...] = (),
+    baseline: Any = "mean",
+    references: Any = None,
+    steps: Any = 50,
+    statistics: str | None = None,
+    top_k: int | None = None,
+) -> tuple[Model, np.ndarray, np.ndarray | None, np.ndarray | None, Any, int | None]:
+    """Every check of a sensitivity function's rows and options, before anything compiles.
+
+    Returns ``(model, x (N, F), σ, baseline, its description, steps)``: ``σ (F,)`` and ``N >= 2``
+    (:func:`~explain.sensitivity.data.check_rows_for_statistics`) when ``statistics`` names what
+    needs them, the baseline and steps when ``methods`` has ``"integrated_gradients"``, else ``None``.
+    ``top_k`` (a global ranking's) must not exceed the number of features.
+    """
+    _, steps = integrated.check_rule(RULE, steps)
+    chunking.check_budget(memory_budget)
+    model, x = check_tabular(model, x, names=names)
+    if top_k is not None and top_k > x.shape[1]:
+        raise ValueError(f"expected top_k <= {x.shape[1]} (the number of features), got {top_k}")
+    sigma = None if statistics is None else check_rows_for_statistics(x, model, what=statistics)
+    if "integrated_gradients" not in methods:
+        return model, x, sigma, None, None, None
+    return model, x, sigma, *check_baseline(model, x, baseline, references), steps
 
 
 # ----------------------------------------------------------------------------- pure cores
@@ -203,26 +231,17 @@ def local_sensitivity(
       >>> s.ranked(0, "integrated_gradients")[:3]
     """
     methods = check_methods(methods)
-    _, steps = integrated.check_rule(RULE, steps)
-    chunking.check_budget(memory_budget)
-    model, x = check_tabular(model, x, names=names)
-    ig = "integrated_gradients" in methods
-    base, described = check_baseline(model, x, baseline, references) if ig else (None, None)
+    model, x, _, base, described, steps = check_inputs(
+        model, x, names=names, memory_budget=memory_budget, methods=methods, baseline=baseline,
+        references=references, steps=steps,
+    )  # fmt: skip
     p = gradients.prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
     values, t = attributions(
         p, methods, baseline=base, steps=steps, memory_budget=memory_budget, show_progress=show_progress
     )
-    settings = {
-        "model": model.name,
-        "target": p.target.name,
-        "methods": list(methods),
-        "n_rows": p.n,
-        "baseline": described,
-        "steps": steps if ig else None,
-    }
+    settings = dict(
+        model=model.name, target=p.target.name, methods=list(methods), n_rows=p.n, baseline=described, steps=steps
+    )
     return LocalSensitivity(
-        feature_names=feature_names(model),
-        values={m: jnp.asarray(v) for m, v in values.items()},
-        target_values=jnp.asarray(t),
-        settings=settings,
+        feature_names(model), {m: jnp.asarray(v) for m, v in values.items()}, jnp.asarray(t), settings
     )

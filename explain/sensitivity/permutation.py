@@ -11,12 +11,9 @@ permutation, ``r = 0 .. n_samples - 1`` (``n_samples`` random permutations per
 feature; sklearn calls them ``n_repeats``). Importance is ``mean_i Δᵢₖ``; keeping
 the per-row ``Δ`` lets the same bootstrap as the gradient rankings give it an interval.
 
-Permutation ``(r, k)`` is drawn on the host from its own stream of the explicit
-``key`` (:func:`~explain.sensitivity.data.host_generator`), so results never depend
-on the memory budget. For each ``r`` the shuffled columns form one host array
-``(N, F)``; forward passes then run over chunks of rows × features
-(:func:`explain.chunking.map_rows`, features as the draws axis), so memory does
-not grow with ``N``. A row keeps its own label when a feature is shuffled.
+Permutation ``(r, k)`` is drawn on the host from its own stream of the explicit ``key``
+(:func:`~explain.sensitivity.data.host_generator`), so results never depend on the memory
+budget; forward passes run over chunks of rows × features. A row keeps its own label.
 
 References:
   Breiman. Random Forests. Machine Learning 45, 2001 (section 10).
@@ -34,9 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from explain import chunking
+from explain import checks, chunking
 from explain.gradients import Prepared
-from explain.sensitivity.data import host_generator
+from explain.sensitivity.data import host_generator, key_words
 from explain.targets import BoundTarget
 
 KINDS: tuple[str, ...] = ("auto", "increase", "abs_change")
@@ -44,9 +41,7 @@ KINDS: tuple[str, ...] = ("auto", "increase", "abs_change")
 
 def resolve_kind(kind: str, target_name: str) -> str:
     """``"auto"`` -> ``"increase"`` for loss targets, else ``"abs_change"``."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown permutation kind {kind!r}; expected one of {list(KINDS)}")
-    if kind == "auto":
+    if checks.check_choice("permutation kind", kind, KINDS) == "auto":
         return "increase" if target_name.startswith("loss") else "abs_change"
     return kind
 
@@ -118,21 +113,25 @@ def permutation_rows(
     kind: str,
     memory_budget: int | None = None,
     show_progress: bool = False,
+    base: Float[np.ndarray, " n"] | None = None,
 ) -> np.ndarray:
     """Per-row permutation effects ``Δ (N, F)`` (see module doc), averaged over ``n_samples`` permutations per feature.
 
     Args:
       p: a prepared tabular batch (its target frozen once).
       kind: ``"increase"`` or ``"abs_change"``.
+      base: the target values ``t(x)`` ``(N,)`` when a gradient pass already has them; else one forward pass.
 
     Returns:
       A host array ``(N, F)`` in the dtype of ``x``.
     """
     x = np.asarray(p.x)
     n, f = x.shape
+    key = np.asarray(key_words(key), np.uint32)  # the key's data once, not once per (sample, feature) stream
     apply, params = p.model.apply, p.model.params
     rows = chunking.FORWARD_ROWS_PER_ROW * chunking.rows_per_chunk(p.model, memory_budget=memory_budget, dtype=x.dtype)
-    base = chunking.map_rows(functools.partial(_target_values, apply, params), x, p.target, batch=rows)
+    if base is None:
+        base = chunking.map_rows(functools.partial(_target_values, apply, params), x, p.target, batch=rows)
     batch, per_call = chunking.plan(n, rows, f)
     run = functools.partial(_permutation_chunk, apply, params, kind=kind)
     features = np.arange(f, dtype=np.int32)  # host: sliced per chunk without device work

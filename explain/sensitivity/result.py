@@ -1,13 +1,10 @@
 """Result objects of the sensitivity rankings: pytrees of arrays, readable tables, DataFrames, CSV and JSON.
 
 Each result is a frozen dataclass registered as a pytree (:class:`explain.results.Result`):
-its arrays are the leaves (``.to_numpy()`` gives host copies), its feature
-names and settings static. ``to_frame()`` is the one tabular form; ``str()``,
-``to_csv`` and ``to_json`` are derived from it, so every export carries names,
-values, intervals and settings. The CSV starts with one ``# settings: {json}``
-line (``pandas.read_csv(path, comment="#")`` skips it). Method names are the
-functions' names everywhere (``"vanilla_gradient"``, ``"gradient_x_input"``,
-``"integrated_gradients"``, ``"permutation_importance"``).
+its arrays are the leaves (``.to_numpy()`` gives host copies), its feature names and
+settings static. ``to_frame()`` is the one tabular form; ``to_csv`` (after one
+``# settings: {json}`` line, which ``pandas.read_csv(path, comment="#")`` skips) and
+``to_json`` are derived from it, so every export carries names, values, intervals and settings.
 """
 
 from __future__ import annotations
@@ -30,19 +27,18 @@ Values = Array | np.ndarray
 
 
 def _jsonable(value: Any) -> Any:
+    """JSON data: arrays and NumPy scalars as Python lists and numbers, NaN/inf as ``None`` (strict JSON)."""
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    # NumPy/JAX scalars and arrays become Python floats first, so NaN/inf among them become null
-    # too (json.dumps would write NaN/Infinity, which is not JSON).
-    if isinstance(value, (np.ndarray, jax.Array)):
+    if isinstance(value, (np.ndarray, jax.Array, np.generic)):
         return _jsonable(np.asarray(value).tolist())
-    if isinstance(value, np.generic):
-        return _jsonable(value.item())
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
+    return None if isinstance(value, float) and not np.isfinite(value) else value
+
+
+def _dumps(value: Any, **kwargs: Any) -> str:
+    return json.dumps(_jsonable(value), allow_nan=False, **kwargs)
 
 
 class Settings(Mapping):
@@ -52,7 +48,7 @@ class Settings(Mapping):
 
     def __init__(self, data: Mapping[str, Any] = ()) -> None:
         self._data = dict(data)
-        self._json = json.dumps(_jsonable(self._data), sort_keys=True, allow_nan=False)
+        self._json = _dumps(self._data, sort_keys=True)
 
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
@@ -77,11 +73,8 @@ class Settings(Mapping):
     def __repr__(self) -> str:
         return f"Settings({self._data!r})"
 
-    def __getstate__(self) -> dict:
-        return {"data": self._data}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__init__(state["data"])
+    def __reduce__(self) -> tuple:
+        return Settings, (self._data,)
 
 
 def _static(**kwargs: Any) -> Any:
@@ -89,7 +82,7 @@ def _static(**kwargs: Any) -> Any:
 
 
 class _Exportable:
-    """``to_frame`` -> ``str``, CSV and JSON; subclasses define ``to_frame`` and ``settings``."""
+    """CSV and JSON from ``to_frame()`` and ``settings``, written atomically when a path is given."""
 
     settings: Mapping[str, Any]
 
@@ -97,24 +90,20 @@ class _Exportable:
         if not isinstance(self.settings, Settings):
             object.__setattr__(self, "settings", Settings(self.settings))
 
-    def to_frame(self):  # pragma: no cover - every subclass overrides
-        raise NotImplementedError
+    @staticmethod
+    def _write(path: str | Path | None, text: str) -> str:
+        if path is not None:
+            atomic_write_text(path, text)
+        return text
 
     def to_csv(self, path: str | Path | None = None) -> str:
-        """The table as CSV after a ``# settings: {json}`` line; written atomically to ``path`` when given."""
-        settings = json.dumps(_jsonable(dict(self.settings)), allow_nan=False)
-        text = f"# settings: {settings}\n" + self.to_frame().to_csv(index=False)
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
+        """The table as CSV after a ``# settings: {json}`` line."""
+        return self._write(path, f"# settings: {_dumps(dict(self.settings))}\n" + self.to_frame().to_csv(index=False))
 
     def to_json(self, path: str | Path | None = None) -> str:
-        """``{"settings": ..., "rows": [records]}`` (strict JSON: NaN/inf as null); written atomically to ``path``."""
-        rows = [_jsonable(r) for r in self.to_frame().to_dict(orient="records")]
-        text = json.dumps({"settings": _jsonable(dict(self.settings)), "rows": rows}, indent=1, allow_nan=False)
-        if path is not None:
-            atomic_write_text(path, text)
-        return text
+        """``{"settings": ..., "rows": [records]}`` (strict JSON: NaN/inf as null)."""
+        rows = self.to_frame().to_dict(orient="records")
+        return self._write(path, _dumps({"settings": dict(self.settings), "rows": rows}, indent=1))
 
     def save(self, path: str | Path) -> None:
         """Writes CSV or JSON, chosen by the suffix of ``path``."""
@@ -127,11 +116,11 @@ class _Exportable:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True, eq=False)
 class LocalSensitivity(_Exportable, Result):
-    """Per-row attributions: ``values[method]`` is ``(N, F)``, signed.
+    """Per-row attributions.
 
     Attributes:
       feature_names: ``F`` names, in the model's order (static).
-      values: ``{method: (N, F)}`` for ``"vanilla_gradient"``, ``"gradient_x_input"``, ``"integrated_gradients"``.
+      values: ``{method: (N, F)}`` signed, for the methods of :data:`explain.sensitivity.local.METHODS`.
       target_values: ``(N,)`` the target at each row.
       settings: model, target, methods, baseline and steps of Integrated Gradients (static).
     """
@@ -147,8 +136,7 @@ class LocalSensitivity(_Exportable, Result):
         if method not in self.values:
             raise ValueError(f"method {method!r} was not computed; have {list(self.values)}")
         v = np.asarray(self.values[method][row])
-        order = np.argsort(-np.abs(v), kind="stable")
-        return [(self.feature_names[i], float(v[i])) for i in order]
+        return [(self.feature_names[i], float(v[i])) for i in np.argsort(-np.abs(v), kind="stable")]
 
     def to_frame(self):
         """Long form: one line per (row, method, feature) with its rank by magnitude within the row."""
@@ -159,18 +147,9 @@ class LocalSensitivity(_Exportable, Result):
             v = np.asarray(v)
             n, f = v.shape
             rank = np.argsort(np.argsort(-np.abs(v), axis=1, kind="stable"), axis=1) + 1
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "row": np.repeat(np.arange(n), f),
-                        "method": method,
-                        "rank": rank.ravel(),
-                        "feature": np.tile(np.asarray(self.feature_names, dtype=object), n),
-                        "feature_index": np.tile(np.arange(f), n),
-                        "value": v.ravel(),
-                    }
-                )
-            )
+            names = np.tile(np.asarray(self.feature_names, dtype=object), n)
+            columns = {"row": np.repeat(np.arange(n), f), "method": method, "rank": rank.ravel(), "feature": names}
+            parts.append(pd.DataFrame({**columns, "feature_index": np.tile(np.arange(f), n), "value": v.ravel()}))
         return pd.concat(parts, ignore_index=True).sort_values(["row", "method", "rank"], ignore_index=True)
 
     def __str__(self) -> str:
@@ -244,33 +223,23 @@ class GlobalSensitivity(_Exportable, Result):
         import pandas as pd
 
         k = self.settings.get("top_k")
+        columns = ("method", "rank", "feature", "feature_index", "score", "ci_low", "ci_high", f"top{k}_share")
         parts = []
         for r in self.rankings.values():
-            order = r.order()
-            rho = np.nan if r.spearman is None else float(r.spearman)
-            parts.append(
-                pd.DataFrame(
-                    {
-                        "method": r.method,
-                        "rank": np.arange(1, len(order) + 1),
-                        "feature": [self.feature_names[i] for i in order],
-                        "feature_index": order,
-                        "score": np.asarray(r.scores)[order],
-                        "ci_low": np.asarray(r.lower)[order],
-                        "ci_high": np.asarray(r.upper)[order],
-                        f"top{k}_share": np.asarray(r.top_k_share)[order],
-                        "spearman_vs_permutation_importance": rho,
-                    }
-                )
+            o = r.order()
+            ranked = (np.asarray(a)[o] for a in (r.scores, r.lower, r.upper, r.top_k_share))
+            frame = dict(
+                zip(columns, (r.method, np.arange(1, len(o) + 1), [self.feature_names[i] for i in o], o, *ranked))
             )
+            rho = np.nan if r.spearman is None else float(r.spearman)
+            parts.append(pd.DataFrame({**frame, "spearman_vs_permutation_importance": rho}))
         return pd.concat(parts, ignore_index=True)
 
     def table(self, method: str | Sequence[str] | None = None, top: int | None = None) -> str:
         """A readable ranked table of one method, several (under one header) or all (default), ``top`` features each."""
         s = self.settings
         methods = list(self.rankings) if method is None else [method] if isinstance(method, str) else list(method)
-        level = round(100 * s.get("ci", 0.95))
-        k = s.get("top_k")
+        level, k = round(100 * s.get("ci", 0.95)), s.get("top_k")
         lines = [
             f"Global sensitivity of {s.get('target')} for {s.get('model')!r}: {s.get('n_rows')} rows, "
             f"{s.get('n_bootstrap')} bootstraps, {level}% intervals"
@@ -313,17 +282,17 @@ class Interactions(_Exportable, Result):
         matrix = np.asarray(self.matrix)
         i, j = np.triu_indices(matrix.shape[0], k=1)
         vals = matrix[i, j]
-        order = np.argsort(-vals, kind="stable")[:k]
+        names = self.feature_names
         return [
-            (self.feature_names[i[o]], self.feature_names[j[o]], int(i[o]), int(j[o]), float(vals[o])) for o in order
+            (names[i[o]], names[j[o]], int(i[o]), int(j[o]), float(vals[o]))
+            for o in np.argsort(-vals, kind="stable")[:k]
         ]
 
     def to_frame(self):
         """One line per pair ``i < j``, strongest first."""
         import pandas as pd
 
-        rows = self.top_pairs(None)
-        frame = pd.DataFrame(rows, columns=["feature_i", "feature_j", "index_i", "index_j", "strength"])
+        frame = pd.DataFrame(self.top_pairs(None), columns=["feature_i", "feature_j", "index_i", "index_j", "strength"])
         frame.insert(0, "rank", np.arange(1, len(frame) + 1))
         return frame
 
@@ -338,6 +307,5 @@ class Interactions(_Exportable, Result):
         lines = [
             f"Top interactions of {s.get('target')} for {s.get('model')!r} (mean |∂²t/∂xi∂xj|·σiσj, {s.get('n_rows')} rows)"
         ]
-        for rank, (a, b, _, _, v) in enumerate(self.top_pairs(10), start=1):
-            lines.append(f"{rank:>4}  {a} × {b}  {v:.4g}")
+        lines += [f"{rank:>4}  {a} × {b}  {v:.4g}" for rank, (a, b, _, _, v) in enumerate(self.top_pairs(10), start=1)]
         return "\n".join(lines)

@@ -96,3 +96,13 @@ def test_a_users_model_file_with_a_csv(tmp_path, capsys, user_models):
         main([*argv[:-1], "integrated_gradients"])
     assert main([*argv[:-1], "integrated_gradients", "--baseline", "zero", "--n-bootstrap", "5"]) == 0
     assert "integrated_gradients baseline: zero" in capsys.readouterr().out
+
+
+def test_a_named_loss_kind_is_selectable_as_the_target(tmp_path, capsys):
+    out = tmp_path / "r.csv"
+    argv = ["sensitivity", "--model", "breast_cancer_mlp", "--method", "vanilla_gradient", "--target", "loss:cw"]
+    assert main([*argv, "--rows", "64", "--n-bootstrap", "20", "--permutation-samples", "2", "--out", str(out)]) == 0
+    assert "loss[cw]" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as info:
+        main(["sensitivity", "--model", "breast_cancer_mlp", "--target", "loss:hinge"])
+    assert info.value.code == 2

@@ -57,8 +57,8 @@ def test_bootstrap_means_are_means_of_index_resamples():
     expected = scores[drawn].mean(1)
     per_resample = 50 * global_._COUNT_BYTES
     budgets = {
-        "one device call": None,
-        "3 resamples per device call, last padded": scores.nbytes + 3 * per_resample,
+        "default: 4 pipelined device calls of 3 resamples, the last with 2 extra ones dropped": None,
+        "2 resamples per device call, one call at a time": scores.nbytes + 2 * per_resample,
         "host counting, one row per call": 1,
     }
     for what, budget in budgets.items():
@@ -152,6 +152,10 @@ def test_permutation_importance_is_its_definition_whatever_the_memory_budget():
         for budget in (None, 1):  # one call, or one row and one feature per call
             got = permutation.permutation_rows(p, n_samples=4, key=key, kind="abs_change", memory_budget=budget)
             np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
+        # t(x) given (as rank passes its gradient pass's target values) replaces the forward pass, same effects.
+        t = np.asarray(m.apply(m.params, x))[:, 0]
+        got = permutation.permutation_rows(p, n_samples=4, key=key, kind="abs_change", base=t)
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-14)
 
 
 def test_ranking_does_not_depend_on_the_memory_budget(nnx_mlp):
@@ -215,8 +219,9 @@ def test_one_row_is_refused_and_a_constant_feature_warns(nnx_mlp):
 def test_rank_validates_rows_and_freezes_the_target_once(nnx_mlp, monkeypatch):
     from explain.model import InputSpec
 
-    calls = {"validate": 0, "prepare": 0, "forward": 0}
+    calls = {"validate": 0, "prepare": 0, "forward": 0, "target values": 0}
     originals = {"validate": InputSpec.validate, "prepare": gradients.prepare, "forward": gradients.forward}
+    originals["target values"] = permutation._target_values
 
     def counting(name):
         def wrapper(*a, **k):
@@ -228,10 +233,14 @@ def test_rank_validates_rows_and_freezes_the_target_once(nnx_mlp, monkeypatch):
     monkeypatch.setattr(InputSpec, "validate", counting("validate"))
     monkeypatch.setattr(gradients, "prepare", counting("prepare"))
     monkeypatch.setattr(gradients, "forward", counting("forward"))  # the forward pass that freezes "pred"
+    monkeypatch.setattr(permutation, "_target_values", counting("target values"))  # permutations' reference t(x)
     x = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
     r = sensitivity.rank(
         nnx_mlp, x, key=jax.random.key(0), methods=GRADIENTS, references=x, steps=2,
         n_bootstrap=5, top_k=1, permutation_samples=1,
     )  # fmt: skip
-    assert calls == {"validate": 1, "prepare": 1, "forward": 1}
+    # The permutations take t(x) from the gradient pass: no forward pass of their own.
+    assert calls == {"validate": 1, "prepare": 1, "forward": 1, "target values": 0}
     assert r.settings["target"] == "logit[pred]"
+    sensitivity.permutation_importance(nnx_mlp, x, key=jax.random.key(0), n_samples=1, n_bootstrap=5, top_k=1)
+    assert calls == {"validate": 2, "prepare": 2, "forward": 2, "target values": 1}  # no gradients: one forward pass
