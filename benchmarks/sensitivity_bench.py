@@ -13,7 +13,7 @@ previous implementation), NumPy PCG64 ``integers(dtype=uint16)`` (Lemire) with
 ``np.bincount`` on the host, and PCG64 raw words (uint16 or uint32, the top
 range redrawn) counted on the device in one call; then the shipped
 :func:`explain.sensitivity.global_.bootstrap_means` (PCG64 uint32 words counted on the device in
-``PIPELINE_CHUNKS`` asynchronous calls, the host drawing the next chunk while the device counts one).
+``PIPELINE_DEPTH`` asynchronous calls, the host drawing the next chunk while the device counts one).
 Only public names of ``explain`` are used: the candidates' counting is this file's own.
 """
 

@@ -53,7 +53,7 @@ BOOTSTRAP_RNG = (
 _COUNT_BYTES = 16
 # Resamples are counted in (at least) this many chunks, so that drawing chunk k + 1 on the host overlaps
 # counting chunk k on the device (10,000 rows, 200 resamples on XLA CPU: about half the time of one chunk).
-PIPELINE_CHUNKS = 4
+PIPELINE_DEPTH = 4
 _SCALING = dict(
     vanilla_gradient=" (mean |·|, × σ_k)", gradient_x_input=" (mean |·|)", integrated_gradients=" (mean |·|)"
 )
@@ -182,7 +182,7 @@ def bootstrap_means(
         )
         return jnp.asarray(counted)
     cap = (budget - scores.nbytes) // per_resample
-    cap = min(cap, (2**31 - 1) // n, -(-n_bootstrap // PIPELINE_CHUNKS))  # the flat count index is int32
+    cap = min(cap, (2**31 - 1) // n, -(-n_bootstrap // PIPELINE_DEPTH))  # the flat count index is int32
     per_call = -(-n_bootstrap // -(-n_bootstrap // cap))  # equal chunks: the last one wastes little
     in_flight = (budget - scores.nbytes) // (per_call * per_resample)  # chunks counting at once within the budget
     device_scores, means = jnp.asarray(scores), []
