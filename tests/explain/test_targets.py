@@ -2,7 +2,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from explain import targets
@@ -118,6 +118,7 @@ def test_cross_entropy_gradient_is_exact_when_the_true_class_saturates():
 
 
 @settings(max_examples=60, deadline=None)
+@example(gap=79.0, rest=[5.0, -4.0], label=0)  # one entry at e^-88: a float32 denormal, flushed to 0
 @given(
     gap=st.floats(0.0, 80.0),
     rest=st.lists(st.floats(-5.0, 5.0), min_size=2, max_size=6),
@@ -131,7 +132,8 @@ def test_cross_entropy_float32_gradient_matches_float64(gap, rest, label):
     g32 = np.asarray(jax.grad(lambda z: targets.cross_entropy(z, jnp.array([y])).sum())(jnp.asarray(z)))
     g64 = _exact_ce_gradient(z.astype(np.float64), y)
     scale = np.abs(g64).max()
-    assert np.abs(g32 - g64).max() <= 1e-5 * scale + 1e-44
+    # entries below float32's smallest normal number (e^-87) are flushed to zero by XLA on CPU
+    assert np.abs(g32 - g64).max() <= 1e-5 * scale + np.finfo(np.float32).tiny
     assert g32[0, y] < 0  # never cancels to 0
 
 
@@ -232,6 +234,7 @@ def _loss_and_aux(kind: str, k: int, y: int):
 
 
 @settings(max_examples=40, deadline=None)
+@example(kind="dlr", gap=0.0, rest=[0.0, 0.0, 1.0, 1.0], label=0)  # the label ties the 3rd logit
 @given(
     kind=st.sampled_from(targets.LOSS_KINDS),
     gap=st.floats(0.0, 80.0),
@@ -250,4 +253,7 @@ def test_every_loss_float32_gradient_matches_float64(kind, gap, rest, label):
     with jax.enable_x64(True):
         aux64 = aux.astype(jnp.float64) if kind == "mse" else aux
         g64 = np.asarray(jax.grad(lambda v: fn(v, aux64).sum())(jnp.asarray(z, jnp.float64)))
-    assert np.abs(g32 - g64).max() <= 1e-5 * np.abs(g64).max() + 1e-30
+    # CE is exact to the last denormal; the margin losses' gradients are O(1/denominator) or exactly 0 at
+    # ties (where float64 keeps rounding noise of ~1e-10), so they get an absolute floor
+    floor = 1e-30 if kind == "ce" else 1e-7
+    assert np.abs(g32 - g64).max() <= 1e-5 * np.abs(g64).max() + floor
