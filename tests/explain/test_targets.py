@@ -233,7 +233,7 @@ def _loss_and_aux(kind: str, k: int, y: int):
     return {"ce": targets.cross_entropy, "cw": targets.cw_margin, "dlr": targets.dlr}[kind], jnp.array([y])
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @example(kind="dlr", gap=0.0, rest=[0.0, 0.0, 1.0, 1.0], label=0)  # the label ties the 3rd logit
 @given(
     kind=st.sampled_from(targets.LOSS_KINDS),

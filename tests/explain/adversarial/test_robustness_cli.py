@@ -77,10 +77,19 @@ def test_a_regression_model_is_refused(capsys):
     assert "friedman1_mlp is a regression model" in capsys.readouterr().err
 
 
-def test_new_attack_names_and_the_suite_options(tmp_path, capsys):
+def test_new_attack_names_and_the_suite_options(tmp_path, capsys, monkeypatch):
     import json
 
     from explain.__main__ import main
+    from explain.adversarial import AttackConfig, evaluation
+    from explain.adversarial import suite as suite_lib
+
+    short = {  # the rapid suite's attacks with 5 steps: the command line's plumbing, not the attacks, is tested here
+        "apgd-ce": AttackConfig("apgd", steps=5),
+        "apgd-t": AttackConfig("apgd", steps=5, loss="dlr_targeted", target_classes=3),
+    }
+    for module in (evaluation, suite_lib):
+        monkeypatch.setattr(module, "suite_attacks", lambda suite, norm: short)
 
     assert cli.parse_attacks("apgd-ce,apgd-dlr,apgd-t,square") == ["apgd-ce", "apgd-dlr", "apgd-t", "square"]
     cfg = cli.attack_configs(["pgd", "apgd-t", "square"], norm="linf", steps=5, restarts=1, loss="cw", queries=50)

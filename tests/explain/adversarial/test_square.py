@@ -57,7 +57,7 @@ def test_bump_has_unit_norm_peaks_in_the_middle_and_stays_in_its_window():
 shapes = st.sampled_from([(6,), (4, 4, 2)])
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(shape=shapes, eps=st.floats(0.0, 0.5), norm=st.sampled_from(["linf", "l2"]), seed=st.integers(0, 2**16))
 def test_square_stays_in_ball_and_range_and_never_below_clean_objective(shape, eps, norm, seed):
     model = cached_linear(shape)
