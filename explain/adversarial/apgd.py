@@ -132,12 +132,7 @@ def apgd_init(
 
     ``step_size`` is the first step ``η₀`` per example ``(N,)``.
     """
-    out = apply(params, x)
-    j = target(out)
-    kept = A.PGDState(
-        xi=x, best_x=x, best_out=out, best_j=j, best_s=A.is_success(out, labels=labels, goal=goal),
-        clean_out=out, clean_j=j,
-    )  # fmt: skip
+    kept = A.score_clean(apply, params, x, target, labels=labels, goal=goal)
     delta = sphere_start(key, row_ids, x, eps, config.norm) if config.random_start else jnp.zeros_like(x)
     x0 = A.constrain(x, x + delta, eps, config.norm, value_range)
     j0, g0, out0 = target_and_grad(apply, params, x0, target)
@@ -212,11 +207,7 @@ def apgd_finish(
     x_next = _propose(state, x, eps, momentum, config.norm, value_range)
     out = apply(params, x_next)
     j = target(out)
-    k = _keep(state.kept, x_next, out, j, labels, goal)
-    return A.Adversarial(
-        raw=k.best_x, x_adv=k.best_x, trace=j[:, None], outputs=k.best_out, objective=k.best_j,
-        success=k.best_s, outputs_clean=k.clean_out,
-    )  # fmt: skip
+    return A.kept_result(_keep(state.kept, x_next, out, j, labels, goal), j[:, None])
 
 
 def _iterate(

@@ -411,10 +411,28 @@ def pgd_init(
     x0 = constrain(x, x + delta, eps, config.norm, value_range)
     if not config.keep_best:  # nothing is compared, so no extra forward pass
         return PGDState(xi=x0)
+    return dataclasses.replace(score_clean(apply, params, x, target, labels=labels, goal=goal), xi=x0)
+
+
+def score_clean(apply: Callable, params: Any, x: jax.Array, target: BoundTarget, *, labels=None, goal=None) -> PGDState:
+    """One forward pass at ``x``: the clean point is the first best point kept, and its J the floor."""
     out = apply(params, x)
     j = target(out)
     s = is_success(out, labels=labels, goal=goal)
-    return PGDState(xi=x0, best_x=x, best_out=out, best_j=j, best_s=s, clean_out=out, clean_j=j)
+    return PGDState(xi=x, best_x=x, best_out=out, best_j=j, best_s=s, clean_out=out, clean_j=j)
+
+
+def kept_result(state: PGDState, trace: jax.Array) -> Adversarial:
+    """The best point kept by (success, J), with its outputs, J and success, as an :class:`Adversarial`."""
+    return Adversarial(
+        raw=state.best_x,
+        x_adv=state.best_x,
+        trace=trace,
+        outputs=state.best_out,
+        objective=state.best_j,
+        success=state.best_s,
+        outputs_clean=state.clean_out,
+    )
 
 
 def pgd_step(
@@ -463,15 +481,7 @@ def pgd_finish(
     out = apply(params, state.xi)
     j = target(out)
     state = _keep(state, state.xi, out, j, is_success(out, labels=labels, goal=goal))
-    return Adversarial(
-        raw=state.best_x,
-        x_adv=state.best_x,
-        trace=j[:, None],
-        outputs=state.best_out,
-        objective=state.best_j,
-        success=state.best_s,
-        outputs_clean=state.clean_out,
-    )
+    return kept_result(state, j[:, None])
 
 
 def _with_steps(res: Adversarial, steps: list) -> Adversarial:

@@ -138,7 +138,6 @@ def _linf_proposal(key, delta, eps, image, s):
 def _l2_proposal(key, delta, eps, image, s):
     kw, ks = jax.random.split(key)
     mask = _window(kw, image, s)
-    h, w, _ = image
     # the window's top-left corner, to move the bump there
     top = jnp.argmax(jnp.any(mask[:, :, 0], axis=1))
     left = jnp.argmax(jnp.any(mask[:, :, 0], axis=0))
@@ -149,7 +148,7 @@ def _l2_proposal(key, delta, eps, image, s):
     mass = jnp.sqrt(inside**2 + spare / image[2])
     new = jnp.where(mask, sign * mass * shape, delta)
     n = jnp.sqrt(jnp.sum(new * new))
-    return new * jnp.minimum(1.0, eps / jnp.maximum(n, A._TINY)) if h * w > 0 else new
+    return new * jnp.minimum(1.0, eps / jnp.maximum(n, A._TINY))
 
 
 def _start(key, image, eps, norm, dtype):
@@ -188,12 +187,7 @@ def square_init(
 ) -> SquareState:
     """Scores the clean point and the start (stripes for L∞, a bump mosaic for L2): two forward passes."""
     image = as_image(x.shape[1:])
-    out = apply(params, x)
-    j = target(out)
-    kept = A.PGDState(
-        xi=x, best_x=x, best_out=out, best_j=j, best_s=A.is_success(out, labels=labels, goal=goal),
-        clean_out=out, clean_j=j,
-    )  # fmt: skip
+    kept = A.score_clean(apply, params, x, target, labels=labels, goal=goal)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, i), 0))(row_ids)  # query 0
     delta = jax.vmap(lambda k, e: _start(k, image, e, config.norm, x.dtype))(keys, eps)
     x0, out0, j0, s0 = _score(apply, params, x, delta, target, value_range, labels, goal)
@@ -243,11 +237,7 @@ def square_step(
 
 def square_finish(state: SquareState) -> A.Adversarial:
     """The best point kept by (success, J); ``trace`` is J of the search at the end ``(N, 1)``."""
-    k = state.kept
-    return A.Adversarial(
-        raw=k.best_x, x_adv=k.best_x, trace=state.j[:, None], outputs=k.best_out, objective=k.best_j,
-        success=k.best_s, outputs_clean=k.clean_out,
-    )  # fmt: skip
+    return A.kept_result(state.kept, state.j[:, None])
 
 
 _static = dict(static_argnums=0, static_argnames=("config", "value_range"))

@@ -119,10 +119,10 @@ def run_suite(
                 b.rows(idx), np.full(idx.size, eps), config=cfg, key=jax.random.fold_in(key, i), row_ids=idx,
                 memory_budget=memory_budget, show_progress=show_progress,
             )  # fmt: skip
-            hit = idx[np.asarray(res["success"], bool)]
+            done = np.asarray(res["success"], bool)
+            hit = idx[done]
             robust[hit] = False
             broken_by[hit] = name
-            done = np.asarray(res["success"], bool)
             norms[hit] = np.asarray(res["norms"])[done]
             worst[hit] = np.asarray(res["outputs"])[done]
             trace = np.asarray(res["trace"], np.float64)
