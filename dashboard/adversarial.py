@@ -19,7 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, state
-from dashboard.common import as_pil, enlarge
+from dashboard.common import as_pil, enlarge, unit_range
 from explain import adversarial, viz
 from explain.adversarial import evaluation, explanations
 from explain.adversarial import suite as suite_lib
@@ -88,12 +88,13 @@ def run_attack(
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def attack(
-    name: str, index: int, kind: str, eps: float, steps: int, queries: int, goal: int | None, seed: int
+    key: str, index: int, kind: str, eps: float, steps: int, queries: int, goal: int | None, seed: int
 ) -> Attacked:
-    """The attack ``kind`` (L∞) on test image ``index``, away from the predicted class or towards the class ``goal``."""
-    b = state.bundle(name)
-    x = b.dataset.test.x[index : index + 1]
-    r = run_attack(b.model, x, kind, eps=eps, steps=steps, queries=queries, goal=goal, key=jax.random.key(seed))
+    """The attack ``kind`` (L∞) on image ``index`` of the model's data, away from the predicted class or towards
+    the class ``goal``."""
+    e = state.entry(key)
+    x = np.asarray(e.x[index : index + 1], np.float32)
+    r = run_attack(e.model, x, kind, eps=eps, steps=steps, queries=queries, goal=goal, key=jax.random.key(seed))
     r = r.to_numpy()
     x_adv = np.asarray(r.x_adv[0])
     delta = x_adv - x[0]
@@ -108,11 +109,10 @@ def attack(
 
 
 @st.cache_data(show_spinner="Explaining the clean and the adversarial image…", max_entries=256)
-def saliency_pair(name: str, x: np.ndarray, x_adv: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+def saliency_pair(key: str, x: np.ndarray, x_adv: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
     """Gradient saliency of the predicted class on clean and adversarial input, with top-10% overlap and Spearman ρ."""
-    b = state.bundle(name)
     both = np.stack([x, x_adv])
-    g = registry.call("vanilla_gradient", b.model, both, target="pred").to_numpy().values
+    g = registry.call("vanilla_gradient", state.entry(key).model, both, target="pred").to_numpy().values
     flat = np.abs(g).sum(-1).reshape(1, 2, -1)
     k = max(1, flat.shape[-1] // 10)
     overlap = float(explanations.topk_overlap(flat[:, 0], flat[:, 1], k)[0])
@@ -186,11 +186,13 @@ def check_table(report: evaluation.RobustnessReport) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def robustness(name: str, mode: str = FGSM_PGD, seed: int = 0) -> Curve:
-    """Accuracy against ε on the first test images, FGSM + PGD or a suite, and the sanity checks; cached per model."""
-    b = state.bundle(name)
+def robustness(key: str, mode: str = FGSM_PGD, seed: int = 0) -> Curve:
+    """Accuracy against ε on the first labelled images, FGSM + PGD or a suite, and the sanity checks; cached per
+    model."""
+    e = state.entry(key)
     n, grid = curve_plan(mode)
-    x, y = b.dataset.test.x[:n], b.dataset.test.y[:n]
+    n = min(n, e.n)
+    x, y = np.asarray(e.x[:n], np.float32), np.asarray(e.labels[:n])
     if mode == FGSM_PGD:
         how = {
             "attacks": {
@@ -203,7 +205,7 @@ def robustness(name: str, mode: str = FGSM_PGD, seed: int = 0) -> Curve:
         # is below that for n < 20, so it is allowed one example's worth (gaps are multiples of 1/n).
         how = {"suite": mode, "margin_tol": max(0.05, 1.5 / n)}
     report = evaluation.evaluate_robustness(
-        b.model, x, labels=y, eps=[e / 255 for e in grid], key=jax.random.key(seed), large_eps_examples=n, **how
+        e.model, x, labels=y, eps=[e / 255 for e in grid], key=jax.random.key(seed), large_eps_examples=n, **how
     )
     rows = pd.DataFrame([dataclasses.asdict(r) for r in report.rows])
     rows["eps_255"] = rows["eps"] * 255
@@ -237,12 +239,13 @@ ATTACK_HELP = (
 )
 
 
-def attack_section(name: str, b) -> None:
-    classes = list(b.model.class_names)
-    test = b.dataset.test
+def attack_section(key: str, e: state.Entry) -> None:
+    classes = list(e.class_names)
     with st.sidebar:
         st.subheader("Attack")
-        index = int(st.number_input("Test image", 0, len(test) - 1, DEFAULT_INDEX, key="adv_index"))
+        index = int(
+            st.number_input("Test image", 0, e.n - 1, min(DEFAULT_INDEX, e.n - 1), key="adv_index", help=e.data_note)
+        )
         kind = st.radio(
             "Attack", ATTACKS, index=ATTACKS.index(DEFAULT_ATTACK), horizontal=True, key="adv_attack", help=ATTACK_HELP
         )
@@ -272,10 +275,11 @@ def attack_section(name: str, b) -> None:
     with st.spinner(f"Running {kind}…"):
         # Settings an attack does not read are passed as 0, so changing them reuses the cached result.
         a = attack(
-            name, index, kind, eps255 / 255, int(steps) if kind in ITERATIVE else 0,
+            key, index, kind, eps255 / 255, int(steps) if kind in ITERATIVE else 0,
             int(queries) if kind == "Square" else 0, goal, seed if kind in RANDOM else 0,
         )  # fmt: skip
-    x = test.x[index]
+    x = np.asarray(e.x[index], np.float32)
+    vr = e.model.input_spec.value_range
     if targeted and int(np.argmax(a.p_clean)) == goal:
         st.info(f"The model already predicts '{target_name}' for this image: a targeted attack towards it is trivial.")
     verdict = "succeeded" if a.success else "failed"
@@ -285,26 +289,31 @@ def attack_section(name: str, b) -> None:
         aim = "towards each of the best other classes in turn"
     else:
         aim = "away from the prediction"
+    truth = "" if e.labels is None else f" · true label: {classes[int(e.labels[index])]}"
     st.markdown(
         f"**{kind} {verdict}** ({aim}, ε = {eps255:g}/255): "
-        f"**{describe(classes, a.p_clean)} → {describe(classes, a.p_adv)}** · true label: {classes[int(test.y[index])]}"
+        f"**{describe(classes, a.p_clean)} → {describe(classes, a.p_adv)}**{truth}"
     )
     delta = a.x_adv - x
     pert, gain = perturbation_image(delta)
     c1, c2, c3 = st.columns(3)
-    c1.image(enlarge(as_pil(x)), caption=f"original: {describe(classes, a.p_clean)}")
+    c1.image(enlarge(as_pil(unit_range(x, vr))), caption=f"original: {describe(classes, a.p_clean)}")
     c2.image(
         enlarge(pert),
         caption=f"perturbation ×{gain:.0f}: ‖δ‖∞ = {a.linf * 255:.2f}/255, ‖δ‖₂ = {a.l2:.3f}",
     )
-    c3.image(enlarge(as_pil(a.x_adv)), caption=f"adversarial: {describe(classes, a.p_adv)}")
+    c3.image(enlarge(as_pil(unit_range(a.x_adv, vr))), caption=f"adversarial: {describe(classes, a.p_adv)}")
 
     st.subheader("Saliency before and after")
-    g_clean, g_adv, overlap, rho = saliency_pair(name, x, a.x_adv)
+    g_clean, g_adv, overlap, rho = saliency_pair(key, x, a.x_adv)
     s1, s2, s3 = st.columns(3)
-    s1.image(enlarge(viz.overlay(x, g_clean, alpha=0.7)), caption=f"gradient, clean ({describe(classes, a.p_clean)})")
+    s1.image(
+        enlarge(viz.overlay(unit_range(x, vr), g_clean, alpha=0.7)),
+        caption=f"gradient, clean ({describe(classes, a.p_clean)})",
+    )
     s2.image(
-        enlarge(viz.overlay(a.x_adv, g_adv, alpha=0.7)), caption=f"gradient, adversarial ({describe(classes, a.p_adv)})"
+        enlarge(viz.overlay(unit_range(a.x_adv, vr), g_adv, alpha=0.7)),
+        caption=f"gradient, adversarial ({describe(classes, a.p_adv)})",
     )
     s3.metric("top-10% overlap", f"{overlap:.0%}")
     s3.metric("Spearman ρ of the maps", f"{rho:.2f}")
@@ -341,18 +350,25 @@ def curve_data(curves: list[pd.DataFrame], clean: dict[str, float], chance: floa
     return pd.concat([rows[["curve", "eps_255", "accuracy"]], chance_rows], ignore_index=True)
 
 
-def robustness_section(name: str) -> None:
+def robustness_section(key: str, e: state.Entry) -> None:
     st.subheader("Robustness curve")
+    if e.labels is None:
+        st.info(
+            "The robustness curve measures accuracy, so it needs labelled images: pass --data with class "
+            "subfolders (or an .npz with x and y) after this model's --model."
+        )
+        return
     mode = st.radio(
         "Attacks", CURVE_MODES, format_func=CURVE_MODE_LABELS.get, horizontal=True, key="adv_curve_mode",
         help="FGSM + PGD: each attack on every image. The suites (AutoAttack-style, Croce & Hein 2020) run their "
         "attacks in sequence on the images still robust and report the worst case per image.",
     )  # fmt: skip
-    twins = state.twins(name)
+    twins = state.twins(key)
     compare = (
         st.multiselect(
             "Compare with",
             twins,
+            format_func=state.label,
             key="adv_compare",
             help="models trained on the same data, e.g. the adversarially trained twin",
         )
@@ -362,7 +378,7 @@ def robustness_section(name: str) -> None:
     n, grid = curve_plan(mode)
     # Once asked for, a model's curve in a mode stays on; another mode (a suite costs more) is asked for again.
     done = st.session_state.setdefault("adv_curves_shown", set())
-    if (name, mode) not in done:
+    if (key, mode) not in done:
         ask = st.empty()  # the offer disappears once the curve is drawn
         with ask.container():
             st.caption(curve_offer(mode))
@@ -372,14 +388,17 @@ def robustness_section(name: str) -> None:
         ask.empty()
     curves, checks, breakdowns, counts, clean = [], [], [], [], {}
     chance = 0.0
-    for model_name in (name, *compare):
-        if isinstance(failure := state.try_bundle(model_name), state.LoadFailure):
-            st.warning(f"{model_name} could not be loaded: {failure.message}")
+    for model_key in (key, *compare):
+        if isinstance(loaded := state.try_entry(model_key), state.LoadFailure):
+            st.warning(f"{state.label(model_key)} could not be loaded: {loaded.message}")
             continue
+        model_name = loaded.name
         with st.spinner(
-            f"Attacking {n} {model_name} test images at {len(grid)} budgets ({CURVE_MODE_LABELS[mode]}, cached)…"
+            f"Attacking {min(n, loaded.n)} {model_name} images at {len(grid)} budgets ({CURVE_MODE_LABELS[mode]}, "
+            "cached)…"
         ):
-            c = robustness(model_name, mode)
+            c = robustness(model_key, mode)
+        n = c.n
         clean[model_name], chance = c.clean, c.chance
         curves.append(c.rows.assign(model=model_name))
         checks.append(c.checks.assign(model=model_name))
@@ -388,7 +407,7 @@ def robustness_section(name: str) -> None:
             counts.append(c.broken_by.assign(model=model_name))
     if not curves:
         return
-    done.add((name, mode))
+    done.add((key, mode))
     data = curve_data(curves, clean, chance, suite=mode != FGSM_PGD)
     title = " vs ".join(clean)
     what = "robust accuracy" if mode != FGSM_PGD else "accuracy under attack"
@@ -436,7 +455,7 @@ def robustness_section(name: str) -> None:
     st.download_button(
         "Download the curves (CSV)",
         rows.drop(columns="line").to_csv(index=False),
-        f"{name}_robustness_{mode}.csv",
+        f"{e.stem}_robustness_{mode}.csv",
         "text/csv",
         key="adv_dl",
         on_click="ignore",
@@ -445,14 +464,21 @@ def robustness_section(name: str) -> None:
 
 def main() -> None:
     st.title("Adversarial lab")
-    name = st.selectbox(
-        "Model", state.image_models(), key="adv_model", help="A shipped image model (standard or robust)"
-    )
-    b = state.bundle_or_error(name)
-    if b is None:
+    options = state.models_for("image")
+    if not options:
+        st.info("No image model is loaded: pass one with --model SPEC (an (H, W, 1) or (H, W, 3) classifier).")
         return
-    attack_section(name, b)
-    robustness_section(name)
+    key = st.selectbox(
+        "Model", options, key="adv_model", format_func=state.label, help="an image model: shipped, or yours (--model)"
+    )
+    e = state.entry_or_error(key)
+    if e is None:
+        return
+    if not e.n:
+        st.info(f"{e.name} came without data: pass --data PATH (images) after its --model to attack them.")
+        return
+    attack_section(key, e)
+    robustness_section(key, e)
 
 
 if __name__ == "__main__":

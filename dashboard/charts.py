@@ -14,6 +14,10 @@ import pandas as pd
 POSITIVE = "#c0392b"
 NEGATIVE = "#2c7bb6"
 FEATURE_AXIS = {"labelOverlap": False, "labelLimit": 220}  # every feature named, even 30 of them
+CELL = 22  # heatmap cell side, pixels
+# Legends below the chart, one entry per column slot and never truncated: long curve names
+# ("sigmoid / glorot", "0.25^(d−1) bound") are clipped by a legend squeezed beside a narrow chart.
+LEGEND = {"orient": "bottom", "columns": 3, "labelLimit": 0, "title": None}
 
 
 def ranking_with_intervals(
@@ -97,15 +101,16 @@ def heatmap(matrix: np.ndarray, features: Sequence[str], *, title: str, value_ti
         }
     )
     axis = {"type": "nominal", "sort": list(features), "title": None}
-    side = max(200, min(640, 20 * f))
+    # 22 px a cell fits a 10 px label on both axes; no overlap reduction, which would drop every other name.
+    side = max(200, CELL * f)
     spec = {
         "title": title,
         "width": side,
         "height": side,
         "mark": "rect",
         "encoding": {
-            "x": {"field": "feature_j", **axis, "axis": {"labelAngle": -60}},
-            "y": {"field": "feature_i", **axis},
+            "x": {"field": "feature_j", **axis, "axis": {**FEATURE_AXIS, "labelAngle": -60}},
+            "y": {"field": "feature_i", **axis, "axis": FEATURE_AXIS},
             "color": {"field": "value", "type": "quantitative", "scale": {"scheme": "viridis"}, "title": value_title},
             "tooltip": [{"field": "feature_i"}, {"field": "feature_j"}, {"field": "value", "format": ".4g"}],
         },
@@ -116,17 +121,19 @@ def heatmap(matrix: np.ndarray, features: Sequence[str], *, title: str, value_ti
 def lines(
     df: pd.DataFrame, *, x: str, y: str, color: str | None, title: str, log_y: bool = False, x_title=None, y_title=None
 ) -> dict:
-    """A line chart with points, optionally a log ``y`` scale."""
+    """A line chart with points, optionally a log ``y`` scale; an integer ``x`` (a depth) gets integer ticks only."""
+    integer = pd.api.types.is_integer_dtype(df[x])
     enc = {
         "x": {
             "field": x,
             "type": "quantitative" if pd.api.types.is_numeric_dtype(df[x]) else "nominal",
             "title": x_title or x,
             "sort": None,
+            **({"axis": {"format": "d", "tickMinStep": 1}} if integer else {}),
         },
         "y": {"field": y, "type": "quantitative", "title": y_title or y, "scale": {"type": "log"} if log_y else {}},
         "tooltip": [{"field": c} for c in df.columns],
     }
     if color is not None:
-        enc["color"] = {"field": color, "type": "nominal"}
+        enc["color"] = {"field": color, "type": "nominal", "legend": LEGEND}
     return {"title": title, "mark": {"type": "line", "point": True}, "encoding": enc}

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, state
+from dashboard import charts, common, state
 from explain import gradflow
 from explain.primer import chain_rule, depth
 
@@ -17,12 +17,13 @@ DEFAULT_INITS = ["normal", "glorot", "he"]
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def layer_flow(name: str, index: int, target: str | None) -> pd.DataFrame:
-    """Per-layer gradient norms for test input ``index``: ``target`` is ``"loss"`` (against the true label),
-    ``"pred"`` or ``None`` (the model's default: output 0 of a regression model)."""
-    b = state.bundle(name)
-    x, y = b.dataset.test.x[index : index + 1], b.dataset.test.y[index : index + 1]
-    flow = gradflow.gradient_flow(b.model, x, target=target, labels=y if target == "loss" else None)
+def layer_flow(key: str, index: int, target: str | None) -> pd.DataFrame:
+    """Per-layer gradient norms for input ``index`` of the model's data: ``target`` is ``"loss"`` (against the
+    true label), ``"pred"`` or ``None`` (the model's default: output 0 of a regression model)."""
+    e = state.entry(key)
+    x = np.asarray(e.x[index : index + 1], np.float32)
+    labels = np.asarray(e.labels[index : index + 1]) if target == "loss" else None
+    flow = gradflow.gradient_flow(e.model, x, target=target, labels=labels)
     return pd.DataFrame(flow.rows())
 
 
@@ -32,25 +33,41 @@ def depth_point(activation: str, init: str, d: int, seed: int) -> tuple[depth.De
     return depth.depth_rows(activation, init, d, max_depth=MAX_DEPTH, seed=seed)
 
 
+# Gradient norms span many decades (1e-10 next to 1e2): fixed decimals print most of them as 0.0000.
+FLOW_COLUMNS = {
+    "act_grad_mean": st.column_config.NumberColumn("‖∂L/∂h‖ (mean)", format="%.3e"),
+    "param_grad_mean": st.column_config.NumberColumn("‖∂L/∂W‖ (mean)", format="%.3e"),
+    "dead_fraction": st.column_config.NumberColumn("dead units", format="%.3f"),
+}
+
+
 def flow_section() -> None:
-    st.header("Gradient flow through a shipped model")
-    names = (*state.image_models(), *state.tabular_models())
+    st.header("Gradient flow through a model")
+    options = state.models_for("any")
     c1, c2, c3 = st.columns(3)
-    name = c1.selectbox("Model", names, key="gf_model")
-    b = state.bundle_or_error(name)
-    if b is None:
+    key = c1.selectbox("Model", options, key="gf_model", format_func=state.label, help="shipped, or yours (--model)")
+    e = None if key is None else state.entry_or_error(key)
+    if e is None:
         return
-    index = int(c2.number_input("Test input", 0, len(b.dataset.test) - 1, 0, key="gf_index"))
-    regression = b.model.output_kind == "regression"
+    if not e.n:
+        st.info(f"{e.name} came without data: pass --data PATH after its --model to backpropagate real inputs.")
+        return
+    index = int(c2.number_input("Input", 0, e.n - 1, 0, key="gf_index", help=e.data_note))
+    regression = e.model.output_kind == "regression"
+    choices = ("loss", "pred") if e.labels is not None else ("pred",)  # the loss needs a label
     target = c3.radio(
         "Differentiate",
-        ("loss", "pred"),
+        choices,
         format_func={"loss": "loss vs true label", "pred": "output 0" if regression else "predicted logit"}.get,
         horizontal=True,
         key="gf_target",
     )
     with st.spinner("Backpropagating through every layer…"):
-        rows = layer_flow(name, index, target if target == "loss" or not regression else None)
+        try:
+            rows = layer_flow(key, index, target if target == "loss" or not regression else None)
+        except ValueError as err:  # e.g. a model without layers to tap: say so, keep the page
+            st.error(f"{e.name}: {common.redact(str(err))}")
+            return
     long = pd.concat(
         [
             pd.DataFrame({"layer": rows["layer"], "gradient": "‖∂L/∂h‖ (activations)", "norm": rows["act_grad_mean"]}),
@@ -60,11 +77,11 @@ def flow_section() -> None:
     )
     long = long[np.isfinite(long["norm"]) & (long["norm"] > 0)]  # a log scale cannot show zeros
     spec = charts.lines(
-        long, x="layer", y="norm", color="gradient", title=f"{name}: gradient norms per layer (input → output)", log_y=True,
-        y_title="norm (log scale)",
+        long, x="layer", y="norm", color="gradient", title=f"{e.name}: gradient norms per layer (input → output)",
+        log_y=True, y_title="norm (log scale)",
     )  # fmt: skip
     st.vega_lite_chart(long, spec, width="stretch")
-    st.dataframe(rows[["layer", "act_grad_mean", "param_grad_mean", "dead_fraction"]], hide_index=True, width="stretch")
+    st.dataframe(rows[["layer", *FLOW_COLUMNS]], hide_index=True, width="stretch", column_config=FLOW_COLUMNS)
 
 
 def depth_section() -> None:
@@ -75,11 +92,13 @@ def depth_section() -> None:
         "back to the first layer, above 1 it explodes. The sigmoid's derivative is at most 0.25, so its product "
         "falls at least as fast as 0.25^(d−1) when the weights do not amplify."
     )
-    c1, c2, c3, c4 = st.columns([2, 2, 3, 1])
+    # The multiselects get a row of their own: in a quarter-width column their chips were clipped.
+    c1, c2 = st.columns(2)
     acts = c1.multiselect("Activations", list(depth.ACTIVATIONS), default=list(depth.ACTIVATIONS), key="gf_acts")
     inits = c2.multiselect("Initialisations", list(depth.INITS), default=DEFAULT_INITS, key="gf_inits")
+    c3, c4 = st.columns([3, 1])
     max_d = c3.slider("Depth", 2, MAX_DEPTH, 10, key="gf_depth")
-    stage = c4.radio("Stage", ("init", "trained"), key="gf_stage", help="trained: after 5 Adam steps")
+    stage = c4.radio("Stage", ("init", "trained"), key="gf_stage", horizontal=True, help="trained: after 5 Adam steps")
     if not acts or not inits:
         st.info("Choose at least one activation and one initialisation.")
         return

@@ -1,7 +1,8 @@
-"""Saliency explorer: pick a shipped image model and an image, compare saliency methods side by side.
+"""Saliency explorer: pick an image model (shipped or yours) and an image, compare saliency methods side by side.
 
 Page code only: every map is one :func:`explain.saliency.registry.call` (method name -> function,
-option defaults read from its signature), the drawing is :mod:`explain.viz`.
+option defaults read from its signature). Each map is drawn as a heat map with its colour bar beside the
+input (:func:`dashboard.common.heatmap_png`), or blended over the input (:func:`explain.viz.overlay`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-import models
-from dashboard import state, uploads
+from dashboard import common, state, uploads
 from dashboard.common import as_pil, enlarge, npy_bytes, png_bytes
 from explain import viz
 from explain.saliency import cam, integrated, registry
@@ -24,13 +24,19 @@ DEFAULT_METHODS = ["vanilla_gradient", "smoothgrad", "integrated_gradients"]
 N_REFERENCES = 32  # test images used as the reference set of expected gradients / GradientSHAP
 COLORMAPS = ["auto", "inferno", "magma", "viridis", "hot", "gray", "RdBu_r", "coolwarm", "seismic"]
 PER_ROW = 3
+# |F(x) − F(x′)| below this is float32 rounding of two equal outputs (an all-black upload against the zero
+# baseline): the relative completeness error δ / (F(x) − F(x′)) is then undefined, not infinite.
+UNDEFINED_DIFF = 1e-6
+UPLOAD_LIMITS = (
+    f"PNG, JPEG or WebP, up to {uploads.MAX_UPLOAD_BYTES // 2**20} MB and {uploads.MAX_PIXELS // 10**6} megapixels"
+)
 
 
 # ----------------------------------------------------------------------------- method options -> widgets
 
 
 def spatial_layers(model) -> list[str]:
-    return [n for n in model.layer_names if len(model.layer_shapes.get(n, ())) == 3]
+    return [n for n in model.layer_names if len(model.layer_shapes.get(n, ())) == 3] if model.tap else []
 
 
 def with_default(choices: list, default: Any) -> list:
@@ -87,6 +93,8 @@ def option_widget(method: str, option: str, default: Any, model) -> Callable[[An
             key=key,
         ),
     }
+    if option == "layer" and not spatial_layers(model):
+        return None  # no (h, w, c) layer to choose: the method itself says what it needs
     return table.get(option)
 
 
@@ -119,9 +127,11 @@ def is_signed(method: str, options: dict[str, Any]) -> bool:
 
 
 @st.cache_resource(show_spinner=False)
-def references(name: str) -> np.ndarray:
-    """The reference images for expected gradients / GradientSHAP: the first test images."""
-    return state.bundle(name).dataset.test.x[:N_REFERENCES]
+def references(key: str) -> np.ndarray | None:
+    """The reference images for expected gradients / GradientSHAP: the first training (else data) images,
+    ``None`` for a model without data (those two methods then say they need references)."""
+    refs = state.entry(key).references
+    return None if refs is None else np.asarray(refs[:N_REFERENCES], np.float32)
 
 
 class Map(NamedTuple):
@@ -131,20 +141,19 @@ class Map(NamedTuple):
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def attribution(name: str, x: np.ndarray, method: str, target: int, options: tuple, seed: int) -> Map:
+def attribution(key: str, x: np.ndarray, method: str, target: int, options: tuple, seed: int) -> Map:
     """One method's map for one image, explaining the class ``target``; cached per inputs and options.
 
     One :func:`registry.call`: it passes the key to the methods that take one (the random ones, and
     IG for its uniform baseline) and the reference images to those that draw baselines from them.
     """
-    b = state.bundle(name)
     a = registry.call(
         method,
-        b.model,
+        state.entry(key).model,
         x[None],
         target=target,
         key=jax.random.key(seed),
-        references=references(name),
+        references=references(key),
         **dict(options),
     ).to_numpy()
     delta = None if a.convergence_delta is None else float(np.asarray(a.convergence_delta).reshape(-1)[0])
@@ -163,27 +172,32 @@ class Picked(NamedTuple):
     what: str  # a short description for captions
 
 
-def pick_test_image(name: str, b: models.Bundle) -> Picked | None:
-    classes = list(b.model.class_names)
-    test = b.dataset.test
-    preds = state.test_predictions(name)
+def pick_test_image(key: str, e: state.Entry) -> Picked | None:
+    """An image of the model's data, filtered by class and correctness when the data has labels."""
+    classes = list(e.class_names)
     with st.sidebar:
-        chosen = st.multiselect("Classes", classes, key="sal_classes", placeholder="all classes")
-        correctness = st.radio("Prediction", ("all", "correct", "incorrect"), horizontal=True, key="sal_correct")
-    idx = state.filter_indices(
-        test.y, preds.correct, classes=[classes.index(c) for c in chosen], correctness=correctness
-    )
+        st.caption(f"Images: {e.data_note}")
+        if e.labels is None:
+            idx = np.arange(e.n)  # no labels: nothing to filter on
+        else:
+            preds = state.test_predictions(key)
+            chosen = st.multiselect("Classes", classes, key="sal_classes", placeholder="all classes")
+            correctness = st.radio("Prediction", ("all", "correct", "incorrect"), horizontal=True, key="sal_correct")
+            idx = state.filter_indices(
+                e.labels, preds.correct, classes=[classes.index(c) for c in chosen], correctness=correctness
+            )
     st.sidebar.caption(f"{len(idx)} images match")
     if len(idx) == 0:
-        st.warning("No test image matches these filters.")
+        st.warning("No image matches these filters.")
         return None
     pos = st.sidebar.number_input("Image", 0, len(idx) - 1, 0, key="sal_pos", help="position among matching images")
     i = int(idx[min(int(pos), len(idx) - 1)])
-    return Picked(test.x[i], classes[int(test.y[i])], f"test image #{i}")
+    label = None if e.labels is None else classes[int(e.labels[i])]
+    return Picked(np.asarray(e.x[i], np.float32), label, e.ids[i] if e.ids else f"image #{i}")
 
 
-def pick_upload(b: models.Bundle) -> Picked | None:
-    shape = b.model.input_spec.shape
+def pick_upload(e: state.Entry) -> Picked | None:
+    shape = e.model.input_spec.shape
     with st.sidebar:
         f = st.file_uploader(
             "Image (PNG, JPEG, WebP)",
@@ -191,33 +205,41 @@ def pick_upload(b: models.Bundle) -> Picked | None:
             key="sal_upload",
             help=f"converted to the model's input {shape[1]}x{shape[0]}x{shape[2]}",
         )
+        # Streamlit's own refusal is a tooltip on the file; the limits belong where they are read.
+        st.caption(UPLOAD_LIMITS)
         invert = shape[-1] == 1 and st.checkbox(
-            "Invert (dark ink on light paper)", key="sal_invert", help="the digits model was trained on light ink"
+            "Invert (dark ink on light paper)",
+            key="sal_invert",
+            help="for models trained on light ink on a dark background, such as the digits model",
         )
     if f is None:
-        st.info("Upload an image in the sidebar, or switch the source back to test images.")
+        st.info("Upload an image in the sidebar" + (", or switch the source back to data images." if e.n else "."))
         return None
     try:
-        c = converted_upload(f.getvalue(), shape, b.model.input_spec.value_range, bool(invert))
-    except uploads.UploadError as e:
-        st.error(f"{f.name}: {e}")
+        c = converted_upload(f.getvalue(), shape, e.model.input_spec.value_range, bool(invert))
+    except uploads.UploadError as err:
+        st.error(f"{f.name}: {common.redact(str(err))}")
         return None
     with st.expander(f"Conversion of {f.name}", expanded=True):
         st.markdown("\n".join(f"{k + 1}. {step}" for k, step in enumerate(c.steps)))
     return Picked(c.x, None, f"upload {f.name}")
 
 
-def pick_input(name: str, b: models.Bundle) -> Picked | None:
+def pick_input(key: str, e: state.Entry) -> Picked | None:
     with st.sidebar:
         st.subheader("Input")
-        source = st.radio("Source", ("test image", "upload"), horizontal=True, key="sal_source")
-    return pick_test_image(name, b) if source == "test image" else pick_upload(b)
+        if e.n == 0:
+            st.caption("This model came without data (pass --data PATH after its --model): upload an image.")
+            source = "upload"
+        else:
+            source = st.radio("Source", ("test image", "upload"), horizontal=True, key="sal_source")
+    return pick_test_image(key, e) if source == "test image" else pick_upload(e)
 
 
-def prediction(name: str, b: models.Bundle, picked: Picked) -> int:
+def prediction(key: str, e: state.Entry, picked: Picked) -> int:
     """Shows the prediction and its top-5 probabilities; returns the target class chosen (default: predicted)."""
-    classes = list(b.model.class_names)
-    probs = state.probabilities(name, picked.x[None])[0]
+    classes = list(e.class_names)
+    probs = state.probabilities(key, picked.x[None])[0]
     pred = int(probs.argmax())
     choice = st.selectbox(
         "Target class", ["predicted", *classes], key="sal_target", help="the class whose logit is explained"
@@ -236,24 +258,43 @@ def prediction(name: str, b: models.Bundle, picked: Picked) -> int:
     return target
 
 
-def show_map(col, b, picked: Picked, method: str, m: Map, options: dict, target: int, display: dict) -> None:
-    cls = b.model.class_names[target]
+def delta_caption(delta: float, total: float) -> str:
+    """The completeness error of a path method (Sundararajan et al. 2017, Prop. 1: Σ attributions = F(x) − F(x′)).
+
+    ``δ = Σ a − (F(x) − F(x′))``, so ``F(x) − F(x′) = Σ a − δ``; the relative error ``|δ| / |F(x) − F(x′)|``
+    is shown unless that difference is ~0 (:data:`UNDEFINED_DIFF`), where only the absolute δ means anything.
+    """
+    diff = total - delta
+    if abs(diff) <= UNDEFINED_DIFF:
+        return f"convergence δ = {delta:+.2e} (F(x) − F(x′) ≈ 0: the relative error is undefined)"
+    return f"convergence δ = {delta:+.2e} ({abs(delta) / abs(diff):.2%} of F(x) − F(x′) = {diff:.3g})"
+
+
+def map_image(picked: Picked, values: np.ndarray, signed: bool, method: str, display: dict, value_range):
+    """The map as a heat map with its colour bar (default), or blended over the input (``display["overlay"]``)."""
+    cmap = display["cmap"] if display["cmap"] != "auto" else (viz.DIVERGING_CMAP if signed else viz.SEQUENTIAL_CMAP)
+    if display["overlay"]:
+        x = common.unit_range(picked.x, value_range)
+        img = viz.overlay(x, values, cmap=cmap, alpha=display["alpha"], percentile=display["percentile"], signed=signed)
+        return enlarge(img), png_bytes(enlarge(img))
+    # The channel reduction the overlay uses: the signed sum, or the sum of magnitudes (PAIR's grayscale).
+    m2 = viz.reduce_channels(values, "sum" if signed else "abs_sum")
+    label = f"{method} (signed)" if signed else f"|{method}|"
+    png = common.heatmap_png(m2, cmap=cmap, signed=signed, percentile=display["percentile"], label=label)
+    return png, png
+
+
+def show_map(col, e: state.Entry, picked: Picked, method: str, m: Map, options: dict, target: int, display: dict):
+    cls = e.class_names[target]
     signed = is_signed(method, options) and display["signed"]
-    cmap = None if display["cmap"] == "auto" else display["cmap"]
-    img = viz.overlay(
-        picked.x, m.values, cmap=cmap, alpha=display["alpha"], percentile=display["percentile"], signed=signed
-    )
-    big = enlarge(img)
-    col.image(big, caption=f"{method} for '{cls}'")
+    img, png = map_image(picked, m.values, signed, method, display, e.model.input_spec.value_range)
+    col.image(img, caption=f"{method} for '{cls}'")
     col.caption(describe_options(options))
     if m.delta is not None:
-        # F(x) - F(x') = Σ attributions - δ, so the relative error is δ over that difference.
-        diff = m.total - m.delta
-        rel = abs(m.delta) / abs(diff) if diff else float("inf")
-        col.caption(f"convergence δ = {m.delta:+.2e} ({rel:.2%} of F(x) − F(x′) = {diff:.3g})")
+        col.caption(delta_caption(m.delta, m.total))
     d1, d2 = col.columns(2)
-    stem = f"{b.name}_{method}_{cls}"
-    d1.download_button("PNG", png_bytes(big), f"{stem}.png", "image/png", key=f"sal_dl_png_{method}", on_click="ignore")
+    stem = f"{e.stem}_{method}_{cls}"
+    d1.download_button("PNG", png, f"{stem}.png", "image/png", key=f"sal_dl_png_{method}", on_click="ignore")
     d2.download_button(
         ".npy",
         npy_bytes(m.values),
@@ -266,14 +307,20 @@ def show_map(col, b, picked: Picked, method: str, m: Map, options: dict, target:
 
 def main() -> None:
     st.title("Saliency explorer")
-    name = st.selectbox("Model", state.image_models(), key="sal_model", help="A shipped image model")
-    b = state.bundle_or_error(name)
-    if b is None:
+    options = state.models_for("image")
+    if not options:
+        st.info("No image model is loaded: pass one with --model SPEC (an (H, W, 1) or (H, W, 3) classifier).")
         return
-    picked = pick_input(name, b)
+    key = st.selectbox(
+        "Model", options, key="sal_model", format_func=state.label, help="an image model: shipped, or yours (--model)"
+    )
+    e = state.entry_or_error(key)
+    if e is None:
+        return
+    picked = pick_input(key, e)
     if picked is None:
         return
-    target = prediction(name, b, picked)
+    target = prediction(key, e, picked)
 
     methods = st.multiselect(
         "Methods", list(registry.METHODS), default=DEFAULT_METHODS, key="sal_methods", help="shown side by side"
@@ -291,8 +338,16 @@ def main() -> None:
                 help="off: magnitudes on a sequential colormap (PAIR's default view)",
             ),
             "percentile": st.slider("Clipping percentile", 90.0, 100.0, 99.0, 0.5, key="sal_pct"),
-            "alpha": st.slider("Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="sal_alpha"),
+            "overlay": st.toggle(
+                "Overlay on the input",
+                False,
+                key="sal_overlay",
+                help="off: each map as a heat map with its colour bar; on: blended over the input image",
+            ),
         }
+        display["alpha"] = st.slider(
+            "Overlay opacity", 0.0, 1.0, 0.6, 0.05, key="sal_alpha", disabled=not display["overlay"]
+        )
         seed = int(st.number_input("Seed (noise, random baselines)", 0, 2**31 - 1, 0, key="sal_seed"))
     if not methods:
         st.info("Choose one or more methods.")
@@ -303,22 +358,23 @@ def main() -> None:
         for k, method in enumerate(methods):
             c = param_cols[k % len(param_cols)]
             c.markdown(f"**{method}**")
-            options[method] = method_options(method, b.model, c)
+            options[method] = method_options(method, e.model, c)
 
     cols = st.columns(PER_ROW + 1)
-    cols[0].image(enlarge(as_pil(picked.x)), caption=f"input ({picked.label or 'uploaded'})")
+    shown = as_pil(common.unit_range(picked.x, e.model.input_spec.value_range))
+    cols[0].image(enlarge(shown), caption=f"input ({picked.label or picked.what})")
     slot = 1
     for method in methods:
         if slot == len(cols):
             cols, slot = st.columns(PER_ROW + 1), 0
         with st.spinner(f"Computing {method}…"):
             try:
-                m = attribution(name, picked.x, method, target, tuple(sorted(options[method].items())), seed)
-            except (ValueError, TypeError) as e:  # an option the method rejects: say so, keep the others
-                cols[slot].error(f"{method}: {e}")
+                m = attribution(key, picked.x, method, target, tuple(sorted(options[method].items())), seed)
+            except (ValueError, TypeError) as err:  # an option the method rejects: say so, keep the others
+                cols[slot].error(f"{method}: {common.redact(str(err))}")
                 slot += 1
                 continue
-        show_map(cols[slot], b, picked, method, m, options[method], target, display)
+        show_map(cols[slot], e, picked, method, m, options[method], target, display)
         slot += 1
 
 

@@ -4,32 +4,59 @@ The vocabulary every function uses (``target``, ``labels``, ``goal``, ``eps``, `
 ``memory_budget``, ...) is listed in ``explain/README.md``.
 """
 
-from explain import adversarial, batch, chunking, gradflow, primer, saliency, sensitivity, specs, targets, viz
-from explain.adapters import from_linen, from_nnx
-from explain.batch import BatchRun, attribute_dataset
-from explain.gradflow import GradientFlow, JacobianChain, gradient_flow, jacobian_chain
-from explain.gradients import Gradients, LayerGradients, Prepared, hvp, input_gradients, layer_gradients, prepare
-from explain.model import InputSpec, Model, as_model
-from explain.saliency import (
-    Attribution,
-    blur_integrated_gradients,
-    deconvnet,
-    expected_gradients,
-    grad_cam,
-    gradient_shap,
-    gradient_x_input,
-    guided_backprop,
-    guided_grad_cam,
-    guided_integrated_gradients,
-    integrated_gradients,
-    integrated_gradients_adaptive,
-    noise_tunnel,
-    occlusion,
-    smoothgrad,
-    smoothgrad_sq,
-    vanilla_gradient,
-    vargrad,
-)
+import importlib
+
+# Public name -> the module that defines it, imported on first use (PEP 562): `import explain` stays
+# light (no JAX, no Flax), so `--help`, spec resolution and loading a jax.export artifact import only what they use.
+_LAZY: dict[str, str] = {
+    "adversarial": "explain.adversarial",
+    "batch": "explain.batch",
+    "chunking": "explain.chunking",
+    "exported": "explain.exported",
+    "gradflow": "explain.gradflow",
+    "primer": "explain.primer",
+    "saliency": "explain.saliency",
+    "sensitivity": "explain.sensitivity",
+    "specs": "explain.specs",
+    "targets": "explain.targets",
+    "viz": "explain.viz",
+    "from_linen": "explain.adapters",
+    "from_nnx": "explain.adapters",
+    "BatchRun": "explain.batch",
+    "attribute_dataset": "explain.batch",
+    "GradientFlow": "explain.gradflow",
+    "JacobianChain": "explain.gradflow",
+    "gradient_flow": "explain.gradflow",
+    "jacobian_chain": "explain.gradflow",
+    "Gradients": "explain.gradients",
+    "LayerGradients": "explain.gradients",
+    "Prepared": "explain.gradients",
+    "hvp": "explain.gradients",
+    "input_gradients": "explain.gradients",
+    "layer_gradients": "explain.gradients",
+    "prepare": "explain.gradients",
+    "InputSpec": "explain.model",
+    "Model": "explain.model",
+    "as_model": "explain.model",
+    "Attribution": "explain.saliency",
+    "blur_integrated_gradients": "explain.saliency",
+    "deconvnet": "explain.saliency",
+    "expected_gradients": "explain.saliency",
+    "grad_cam": "explain.saliency",
+    "gradient_shap": "explain.saliency",
+    "gradient_x_input": "explain.saliency",
+    "guided_backprop": "explain.saliency",
+    "guided_grad_cam": "explain.saliency",
+    "guided_integrated_gradients": "explain.saliency",
+    "integrated_gradients": "explain.saliency",
+    "integrated_gradients_adaptive": "explain.saliency",
+    "noise_tunnel": "explain.saliency",
+    "occlusion": "explain.saliency",
+    "smoothgrad": "explain.saliency",
+    "smoothgrad_sq": "explain.saliency",
+    "vanilla_gradient": "explain.saliency",
+    "vargrad": "explain.saliency",
+}
 
 __all__ = [
     "Attribution",
@@ -49,6 +76,7 @@ __all__ = [
     "chunking",
     "deconvnet",
     "expected_gradients",
+    "exported",
     "from_linen",
     "from_nnx",
     "grad_cam",
@@ -79,3 +107,17 @@ __all__ = [
     "vargrad",
     "viz",
 ]
+
+
+def __getattr__(name: str):
+    """The public name ``name``, importing its module on first use (then cached in the module's globals)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'explain' has no attribute {name!r}")
+    module = importlib.import_module(_LAZY[name])
+    value = module if _LAZY[name] == f"explain.{name}" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

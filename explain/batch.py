@@ -45,10 +45,10 @@ from typing import Any
 import jax
 import numpy as np
 
-from explain import chunking, targets
+from explain import chunking, specs, targets
 from explain.arrays import ArrayLike, Batch
 from explain.checks import check_int, check_key
-from explain.io import atomic_write_bytes, atomic_write_text
+from explain.io import atomic_write_bytes, atomic_write_text, params_sha256
 from explain.model import Model, as_model
 from explain.saliency import registry
 from explain.saliency.attribution import Attribution
@@ -141,14 +141,6 @@ def _canonical(value: Any, name: str) -> Any:
     if callable(value):
         return {"callable": _callable_name(value)}
     raise TypeError(f"expected {name} to be a number, string, array, callable or a list of those, got {type(value)}")
-
-
-def _params_digest(model: Model) -> str:
-    leaves, tree = jax.tree_util.tree_flatten(model.params)
-    h = hashlib.sha256(str(tree).encode())
-    for leaf in leaves:
-        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    return h.hexdigest()
 
 
 def _fingerprint(settings: Mapping[str, Any]) -> str:
@@ -303,7 +295,9 @@ def attribute_dataset(
     ``memory_budget``, exactly as a direct call does.
 
     Args:
-      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`) or a bundle.
+      model: a :class:`~explain.model.Model` (contract in :mod:`explain.model`), a bundle, or a model
+        spec string (:func:`explain.specs.resolve`: a shipped name, ``package.module:factory``,
+        ``path/to/file.py:factory`` or an exported artifact folder), recorded in the manifest.
       x: ``(N, *input_shape)`` floating array-like; a ``np.memmap`` is read one shard at a time.
       method: a method name of :data:`explain.saliency.registry.METHODS` (its function name, e.g.
         ``"integrated_gradients"``), or that function itself (``explain.integrated_gradients``).
@@ -333,7 +327,8 @@ def attribute_dataset(
       ``memory_budget``, method name or option, a missing key or reference set, per-sample arrays of
       the wrong length, or an ``out_dir`` holding a run with other settings.
     """
-    model = as_model(model)
+    spec = model if isinstance(model, str) else None
+    model = as_model(specs.resolve(model) if spec is not None else model)
     batch_size = check_int("batch_size", batch_size)
     chunking.check_budget(memory_budget)
     name = _method_name(method)
@@ -365,7 +360,7 @@ def attribute_dataset(
         "input_shape": list(model.input_spec.shape),
         "dtype": str(x.dtype),
         "model": model.name,
-        "params_sha256": _params_digest(model),
+        "params_sha256": params_sha256(model.params),
         # a cheap guard against a different dataset of the same shape; hashing all of x would read it twice
         "first_batch_sha256": _digest(np.ascontiguousarray(np.asarray(x[:rows])).tobytes()),
         "target": _canonical(target, "target"),
@@ -376,7 +371,8 @@ def attribute_dataset(
     fingerprint = _fingerprint(settings)
     out_dir = Path(out_dir)
     bounds = list(chunking.chunk_bounds(n, rows))
-    header = {"format": FORMAT, "fingerprint": fingerprint, "settings": settings, "n_shards": len(bounds)}
+    # The spec is provenance, not a setting: the same weights reached by name or by object resume alike.
+    header = {"format": FORMAT, "fingerprint": fingerprint, "settings": settings, "n_shards": len(bounds), "spec": spec}
 
     old = _read_manifest(out_dir, settings, fingerprint)
     value_shape = None if old is None else old.get("value_shape")

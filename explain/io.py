@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -36,3 +38,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def params_sha256(params: Any) -> str:
+    """sha256 of a parameter pytree: its structure (key paths, shapes, dtypes) and every value's bytes.
+
+    Works for any pytree (linen variables, an ``nnx.State``, an exported artifact's params), so the
+    same weights give the same hash however they were loaded; provenance for manifests and reports.
+    """
+    import jax
+    import numpy as np
+
+    h = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        value = np.ascontiguousarray(np.asarray(leaf))
+        h.update(f"{jax.tree_util.keystr(path)}:{value.dtype.str}:{value.shape};".encode())
+        h.update(value.tobytes())
+    return h.hexdigest()

@@ -130,6 +130,8 @@ class Model:
       tap: optional ``(params, x, deltas) -> (outputs, activations)`` for layer access.
       layer_names: the names ``tap`` accepts, in forward order.
       name: a label for reports.
+      origin: ``"python"`` (built from code), or ``"export"`` for a :mod:`jax.export` artifact
+        (:func:`explain.exported.load`), which carries no layer structure.
     """
 
     apply: ApplyFn
@@ -140,6 +142,7 @@ class Model:
     tap: TapFn | None = None
     layer_names: tuple[str, ...] = ()
     name: str = "model"
+    origin: str = "python"
 
     def __post_init__(self):
         if self.output_kind not in ("classification", "regression"):
@@ -163,9 +166,21 @@ class Model:
         _, acts = jax.eval_shape(lambda p, x: self.tap(p, x, {}), self.params, x)
         return {k: tuple(v.shape[1:]) for k, v in acts.items()}
 
-    def check_layer(self, layer: str) -> None:
+    def check_tap(self, method: str) -> None:
+        """Raises ``ValueError`` saying why when ``method`` needs layer taps and this model is an artifact.
+
+        A :mod:`jax.export` artifact keeps only the function: no layers to tap and no ReLUs to rewrite.
+        """
+        if self.tap is None and self.origin == "export":
+            raise ValueError(
+                f"model {self.name!r} is a jax.export artifact: it keeps no layer structure (no layers to tap, "
+                f"no ReLUs to rewrite), so {method} cannot run on it; use the model's Python spec"
+            )
+
+    def check_layer(self, layer: str, *, method: str = "layer_gradients") -> None:
         """Raises ``ValueError`` naming the known layers when ``layer`` is unknown."""
         if self.tap is None:
+            self.check_tap(method)
             raise ValueError(f"model {self.name!r} exposes no layers; wrap it with explain.from_linen or from_nnx")
         if layer not in self.layer_names:
             raise ValueError(

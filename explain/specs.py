@@ -5,11 +5,17 @@ A spec is one of
 * a shipped name, e.g. ``"shapes_cnn"``: resolved through the same entry-point
   mechanism as a user's model, the provider :data:`SHIPPED_PROVIDER`
   (``"models:load"``, called with the name) and the list of names
-  :data:`SHIPPED_NAMES_PROVIDER` (``"models:SPECS"``); both are data, imported
-  only when a shipped name is asked for, so ``explain`` never imports ``models``;
+  :data:`SHIPPED_NAMES_PROVIDER` (``"models.names:NAMES"``, plain data without JAX); both
+  are strings, imported only when a shipped name is asked for, so ``explain`` never
+  imports ``models``;
 * ``"package.module:factory"``: an importable module and a callable in it
   (``factory.attr`` reaches nested attributes), the uvicorn/gunicorn convention;
-* ``"path/to/file.py:factory"``: the same for a Python file.
+* ``"path/to/file.py:factory"``: the same for a Python file;
+* ``"path/to/artifact"`` (a folder holding ``model.json``) or ``"path/to/artifact/model.json"``:
+  a :mod:`jax.export` artifact written by ``python -m explain export``
+  (:mod:`explain.exported`), loaded without its code, Flax or ``models``; its dataset is the
+  test rows the export kept (``data.npz``), when it kept some. A bare name that is also a
+  shipped name stays the shipped model (write ``./name`` for the folder).
 
 The factory takes no arguments and returns an :class:`explain.Model`, or a
 bundle with ``.model`` and optionally ``.dataset`` (``.train`` / ``.val`` /
@@ -19,7 +25,9 @@ attribute that already is a model or a bundle is used as is.
 Every mistake in a spec raises :class:`SpecError` with a one-line message,
 before the model is built: an unknown name (listing the shipped ones), a module
 or file that is not there, a file that is not Python, a missing attribute, a
-factory needing arguments or returning the wrong type.
+factory needing arguments or returning the wrong type, a folder without
+``model.json``, a ``.json`` that is not an artifact's or an artifact that fails
+its checks. Importing this module imports no JAX (``--help`` stays fast).
 
 Example::
 
@@ -40,14 +48,19 @@ import inspect
 import re
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from explain.model import Model
+if TYPE_CHECKING:  # imported where used: this module imports no JAX
+    from explain.model import Model
 
 SHIPPED_PROVIDER = "models:load"  # name -> bundle with .model, .dataset
-SHIPPED_NAMES_PROVIDER = "models:SPECS"  # the shipped names (any iterable of str)
-FORMS = "a shipped name, 'package.module:factory' or 'path/to/file.py:factory'"
-HELP = f"the model: {FORMS} (the factory returns an explain.Model or a bundle with .model)"
+SHIPPED_NAMES_PROVIDER = "models.names:NAMES"  # the shipped names (any iterable of str), plain data
+FORMS = "a shipped name, 'package.module:factory', 'path/to/file.py:factory' or an exported artifact folder"
+HELP = (
+    f"the model: {FORMS} (the factory returns an explain.Model or a bundle with .model; "
+    "the folder holds model.json, see `python -m explain export`)"
+)
+ARTIFACT_METADATA = "model.json"  # explain.exported.METADATA, repeated so this module needs no JAX
 
 
 class SpecError(ValueError):
@@ -181,6 +194,8 @@ def load_object(spec: str) -> Any:
 
 
 def _model_of(obj: Any) -> Model | None:
+    from explain.model import Model
+
     if isinstance(obj, Model):
         return obj
     inner = getattr(obj, "model", None)
@@ -235,13 +250,47 @@ def shipped_names() -> tuple[str, ...]:
     return tuple(sorted(map(str, names)))
 
 
+def _is_artifact_path(spec: str) -> bool:
+    """Whether ``spec`` names an artifact: a ``.json`` file, a path to a folder, or a folder holding model.json."""
+    if spec.endswith(".json"):
+        return True
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        return False
+    # A bare word that is also a shipped name stays the shipped model; "./name" is the folder.
+    return ("/" in spec or "\\" in spec) or ((path / ARTIFACT_METADATA).is_file() and spec not in shipped_names())
+
+
+def _artifact(spec: str) -> Resolved:
+    """The artifact a folder or its ``model.json`` names (see :mod:`explain.exported`)."""
+    path = Path(spec).expanduser()
+    if path.is_dir() and not (path / ARTIFACT_METADATA).is_file():
+        raise SpecError(
+            f"model {spec!r}: the folder holds no {ARTIFACT_METADATA} "
+            "(expected an artifact written by `python -m explain export`)"
+        )
+    if not path.is_dir() and not path.is_file():
+        raise SpecError(f"model {spec!r}: no such file {str(path)!r}")
+    from explain import exported
+
+    try:
+        model = exported.load(path)
+        samples = exported.load_samples(path)  # the rows kept by `export`, the commands' default inputs
+    except exported.ExportError as e:
+        raise SpecError(f"model {spec!r}: {e}") from None
+    return Resolved(
+        spec=spec, name=model.name, model=model, dataset=samples, class_names=model.class_names, source=path
+    )
+
+
 def resolve(spec: str) -> Resolved:
     """The model (and its data, when it comes with some) that ``spec`` names; see the module docstring.
 
     Raises:
       SpecError: a one-line message (unknown name listing the shipped ones, module or file not
-        found, not a Python file, missing attribute); :class:`SpecTypeError` for a factory that
-        needs arguments or returns something other than a model or a bundle.
+        found, not a Python file, missing attribute, an artifact folder without model.json, a .json
+        that is not an artifact's, an artifact failing its checks); :class:`SpecTypeError` for a
+        factory that needs arguments or returns something other than a model or a bundle.
     """
     if not isinstance(spec, str):
         raise SpecTypeError(f"expected a model spec string ({FORMS}), got {type(spec).__name__}")
@@ -250,8 +299,12 @@ def resolve(spec: str) -> Resolved:
         raise SpecError(f"expected a model: {FORMS}, got an empty string")
     if ":" in spec:
         return _bundle(spec, None, _call_factory(spec, load_object(spec)))
+    if _is_artifact_path(spec):
+        return _artifact(spec)
     names = shipped_names()
     if spec not in names:
+        if _is_file(spec) and not spec.endswith(".py") and not Path(spec).expanduser().exists():
+            raise SpecError(f"model {spec!r}: no such file or folder (expected an artifact folder or a .py file)")
         if _is_file(spec):
             raise SpecError(f"model {spec!r}: name the factory too, as 'path/to/file.py:factory'")
         known = f"one of {list(names)}" if names else "none (no shipped models installed)"

@@ -2,9 +2,11 @@
 
 A checkpoint is ``NAME.msgpack`` (``flax.serialization`` msgpack: typed
 arrays, no code) and ``NAME.json`` (metadata, including the file's sha256).
-Loading checks, in order, before any array is used: the file exists, its
-sha256 matches the metadata, it decodes, and every array's path, shape and
-dtype equal those of ``module.init`` (evaluated abstractly, no compute).
+Loading checks, in order, before any array is used: the metadata is a JSON
+object naming the model that was asked for, the file exists, its sha256
+matches the metadata, it decodes, every array's path, shape and dtype equal
+those of ``module.init`` (evaluated abstractly, no compute), and every value
+is finite.
 """
 
 from __future__ import annotations
@@ -48,9 +50,19 @@ def read_metadata(path: Path) -> dict:
     if not meta_path.exists():
         raise CheckpointError(f"{meta_path}: metadata file not found")
     try:
-        return json.loads(meta_path.read_text())
-    except json.JSONDecodeError as e:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{meta_path}: metadata is not valid JSON ({e})") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{meta_path}: expected a JSON object of metadata, got a JSON {type(meta).__name__}")
+    return meta
+
+
+def check_finite(path: Path, variables: Any) -> None:
+    """Raises :class:`CheckpointError` naming the first array holding NaN or inf."""
+    for key, value in _flat(variables).items():
+        if not np.isfinite(np.asarray(value)).all():
+            raise CheckpointError(f"{path}: {key} holds NaN or inf; a trained model's weights are finite")
 
 
 def _flat(tree: Any) -> dict[str, Any]:
@@ -75,8 +87,11 @@ def validate_against(path: Path, restored: Any, template: Any) -> None:
             raise CheckpointError(f"{path}: {key} has dtype {g.dtype}, expected {w.dtype}")
 
 
-def load(path: Path, template: Any) -> tuple[Any, dict]:
+def load(path: Path, template: Any, *, model: str | None = None) -> tuple[Any, dict]:
     """Loads and validates a checkpoint; ``template`` is a pytree of ``ShapeDtypeStruct`` (or arrays).
+
+    ``model``, when given, must be the name the metadata records: swapping two models' files (both
+    the ``.msgpack`` and its ``.json``) otherwise loads one model's weights under the other's name.
 
     Returns:
       ``(variables, metadata)`` with variables as NumPy arrays in the template's structure.
@@ -86,6 +101,11 @@ def load(path: Path, template: Any) -> tuple[Any, dict]:
     """
     path = Path(path)
     meta = read_metadata(path)
+    if model is not None and meta.get("model") != model:
+        raise CheckpointError(
+            f"{path.with_suffix('.json')}: the metadata describes model {meta.get('model')!r}, "
+            f"but {model!r} was asked for (files swapped or copied from another model)"
+        )
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint file not found")
     digest = sha256_file(path)
@@ -101,4 +121,5 @@ def load(path: Path, template: Any) -> tuple[Any, dict]:
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: expected a dict of arrays, got {type(state).__name__}")
     validate_against(path, state, serialization.to_state_dict(template))
+    check_finite(path, state)
     return serialization.from_state_dict(template, state), meta

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 import explain
-from models import checkpoint
+from models import checkpoint, names
 from models.datasets import Dataset, load_dataset
 from models.modules import CNN, MLP
 
@@ -101,6 +101,8 @@ SPECS: dict[str, ModelSpec] = {
 
 IMAGE_MODELS = tuple(n for n, s in SPECS.items() if s.dataset in ("shapes", "digits"))
 TABULAR_MODELS = tuple(n for n, s in SPECS.items() if n not in IMAGE_MODELS)
+if (IMAGE_MODELS, TABULAR_MODELS) != (names.IMAGE_NAMES, names.TABULAR_NAMES):  # pragma: no cover - a dev error
+    raise ImportError(f"models/names.py lists {names.NAMES}, the registry {tuple(SPECS)}: keep them equal")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -156,6 +158,6 @@ def load(name: str, *, checkpoint_path: Path | None = None) -> Bundle:
     ds = load_dataset(spec.dataset, seed=0)
     module, template = abstract_variables(spec, ds)
     path = Path(checkpoint_path) if checkpoint_path else spec.checkpoint_path
-    variables, meta = checkpoint.load(path, template)
+    variables, meta = checkpoint.load(path, template, model=spec.name)
     variables = jax.tree_util.tree_map(jnp.asarray, variables)
     return Bundle(name=name, model=wrap(spec, ds, module, variables), dataset=ds, metadata=meta, spec=spec)

@@ -44,17 +44,25 @@ def test_unloadable_model_shows_error_not_traceback(monkeypatch):
     real_load = models.load
 
     def load(name):
-        if name == "broken_cnn":
-            raise models.CheckpointError(f"{name}: checksum mismatch")
+        if name == "shapes_cnn_robust":
+            raise models.CheckpointError(f"{ROOT}/models/checkpoints/{name}.msgpack: checksum mismatch")
         return real_load(name)
 
-    # A name no cache has seen, so the failing load really runs.
-    monkeypatch.setattr(state, "image_models", lambda: ("broken_cnn", *models.IMAGE_MODELS))
     monkeypatch.setattr(models, "load", load)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    at.run()
-    assert not at.exception
-    assert any("broken_cnn could not be loaded" in e.value and "checksum mismatch" in e.value for e in at.error)
+    monkeypatch.chdir(ROOT)  # error texts show paths relative to the working directory
+    state.load.clear()  # so the failing load really runs (and, after the test, the real one again)
+    try:
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.run()
+        assert not at.exception
+        assert [e.value for e in at.error] == [
+            "Model shapes_cnn_robust could not be loaded: "
+            "CheckpointError: models/checkpoints/shapes_cnn_robust.msgpack: checksum mismatch"
+        ]  # one line, the path relative to the app's folder
+        assert "shapes_cnn_robust" not in at.selectbox(key="sal_model").options  # the others keep working
+        assert [m.value for m in at.markdown if m.value.startswith("**Prediction: ")]
+    finally:
+        state.load.clear()
 
 
 def test_unexpected_error_is_a_message_not_a_traceback(monkeypatch):

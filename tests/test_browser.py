@@ -51,6 +51,19 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server():
+    yield from serve({})
+
+
+@pytest.fixture(scope="module")
+def user_server(tmp_path_factory):
+    """The app started the way a deployment names a user's model: only that model, by spec, from env."""
+    from usermodel_testlib import CNN, env_for, trained_package
+
+    folder = trained_package(tmp_path_factory)
+    yield from serve({**env_for(folder), "EXPLAIN_MODELS": CNN, "EXPLAIN_ONLY": "1"})
+
+
+def serve(extra_env: dict[str, str]):
     port = free_port()
     cmd = [
         sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
@@ -61,6 +74,7 @@ def server():
     env = {
         **os.environ,
         "DASHBOARD_JAX_CACHE": os.environ.get("DASHBOARD_JAX_CACHE", str(ROOT / "build" / "jax-cache")),
+        **extra_env,
     }
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -108,7 +122,15 @@ def browser(tmp_path_factory):
 
 @pytest.mark.parametrize("name", list(PAGES))
 def test_page_renders_in_chromium(server, browser, name):
-    path, texts = PAGES[name]
+    render(server, browser, name, *PAGES[name])
+
+
+def test_the_users_cnn_renders_in_chromium(user_server, browser):
+    """Issue 12: the NNX CNN of tests/user_package, the only model, explained in a real browser."""
+    render(user_server, browser, "user_saliency", "", ("Prediction:", "top-", "integrated_gradients for"))
+
+
+def render(server: str, browser, name: str, path: str, texts: tuple[str, ...]) -> None:
     page = browser.new_page()
     try:
         page.goto(f"{server}/{path}", wait_until="domcontentloaded")

@@ -5,6 +5,7 @@ Examples::
     python -m explain gradflow --experiment depth --out out/gradflow       # CSV + PNG
     python -m explain gradflow --model shapes_cnn --n 32 --out out/gradflow
     python -m explain gradflow --model path/to/my_models.py:make_bundle --out out/gradflow
+    python -m explain gradflow --model shapes_cnn --data my_images/ --n 16 --out out/gradflow
 """
 
 from __future__ import annotations
@@ -13,30 +14,41 @@ import argparse
 import csv
 import io
 import time
-from pathlib import Path
 
-import numpy as np
-
-from explain.cli import _args
+from explain.cli import _args, _choices, _inputs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--experiment", choices=["depth"], help="run the depth experiment")
-    _args.add_model(
-        parser,
-        required=False,
-        example="shapes_cnn or my_models.py:make_bundle; per-layer gradient flow and the Jacobian chain",
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--experiment", choices=["depth"], help="run the depth experiment")
+    mode.add_argument(
+        "--model",
+        metavar="SPEC",
+        help=_args.model_help("shapes_cnn or my_models.py:make_bundle; per-layer gradient flow and the Jacobian chain"),
     )
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
-    parser.add_argument("--max-depth", type=int, default=30)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=128, help="samples of the depth experiment")
-    parser.add_argument("--steps", type=int, default=5, help="optax (Adam) steps before the second measurement")
-    parser.add_argument("--learning-rate", type=float, default=1e-2)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--activations", default="sigmoid,tanh,relu", help="comma-separated")
-    parser.add_argument("--inits", default="normal,glorot,he", help="comma-separated: normal, glorot, he, lecun")
-    parser.add_argument("--n", type=int, default=32, help="test samples for --model")
+    _inputs.add_data(parser, labels="the loss's labels; without labels the predicted class is differentiated")
+    parser.add_argument("--out", type=_args.out_folder, required=True, help="output folder, created when missing")
+    parser.add_argument("--max-depth", type=_args.at_least(1), default=30, help="deepest network of the experiment")
+    parser.add_argument("--width", type=_args.at_least(1), default=64, help="hidden units per layer of the experiment")
+    parser.add_argument("--batch", type=_args.at_least(1), default=128, help="samples of the depth experiment")
+    parser.add_argument(
+        "--steps", type=_args.at_least(0), default=5, help="optax (Adam) steps before the second measurement"
+    )
+    parser.add_argument("--learning-rate", type=_args.positive_float, default=1e-2, help="Adam's learning rate")
+    parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the experiment")
+    parser.add_argument(
+        "--activations",
+        type=_args.names_from(_choices.DEPTH_ACTIVATIONS),
+        default="sigmoid,tanh,relu",
+        help=f"comma-separated subset of {','.join(_choices.DEPTH_ACTIVATIONS)}",
+    )
+    parser.add_argument(
+        "--inits",
+        type=_args.names_from(_choices.DEPTH_INITS),
+        default="normal,glorot,he",
+        help=f"comma-separated subset of {','.join(_choices.DEPTH_INITS)}",
+    )
+    parser.add_argument("--n", type=_args.at_least(1), default=32, help="inputs for --model: the first N")
     _args.add_memory_budget(parser)
 
 
@@ -46,8 +58,8 @@ def _run_depth(args) -> int:
     t0 = time.perf_counter()
     rows = depth.depth_experiment(
         max_depth=args.max_depth,
-        activations=tuple(args.activations.split(",")),
-        inits=tuple(args.inits.split(",")),
+        activations=args.activations,
+        inits=args.inits,
         width=args.width,
         batch=args.batch,
         steps=args.steps,
@@ -74,13 +86,20 @@ def _run_depth(args) -> int:
 
 
 def _run_model(args) -> int:
+    import numpy as np
+
     import explain.gradflow as gf
     from explain import specs
     from explain.io import atomic_write_text
 
     bundle = specs.resolve(args.model)
-    test = bundle.split("test", command="gradflow")
-    x, y = test.x[: args.n], test.y[: args.n]
+    if bundle.model.tap is None:
+        try:
+            bundle.model.check_layer("")  # the library's "no layers" message, saying why and what to do
+        except ValueError as e:
+            raise _args.UsageError(f"gradflow needs the model's layers: {e}") from None
+    inputs = _inputs.load_inputs(args, bundle, command="gradflow", limit=args.n)
+    x, y = inputs.x, inputs.labels
     opts = {"memory_budget": args.memory_budget, "show_progress": True}
     flow = gf.gradient_flow(bundle.model, x, labels=y, **opts)
     chain = gf.jacobian_chain(bundle.model, x, labels=y, **opts)
@@ -90,7 +109,7 @@ def _run_model(args) -> int:
     writer.writeheader()
     writer.writerows(rows)
     path = atomic_write_text(args.out / f"{bundle.stem}_gradflow.csv", buf.getvalue())
-    print(f"{bundle.name}: gradient of {flow.target_name} over {len(x)} test samples")
+    print(f"{bundle.name}: gradient of {flow.target_name} over {len(x)} inputs ({inputs.source})")
     for r in rows:
         print(
             f"  {r['layer']:<12} |dL/dh| {r['act_grad_mean']:.3e} ± {r['act_grad_std']:.1e}  "
@@ -105,8 +124,7 @@ def _run_model(args) -> int:
 
 
 def run(args) -> int:
-    if (args.experiment is None) == (args.model is None):
-        raise SystemExit("gradflow: give exactly one of --experiment depth or --model SPEC")
-    if args.n < 1:
-        raise SystemExit(f"gradflow: --n must be >= 1; got {args.n}")
+    _inputs.check_data_args(args)
+    if args.experiment and args.data is not None:
+        raise _args.UsageError("--data is for --model; the depth experiment makes its own data")
     return _run_depth(args) if args.experiment else _run_model(args)

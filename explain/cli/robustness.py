@@ -6,6 +6,7 @@ Examples::
     python -m explain robustness --model shapes_cnn_robust --suite standard --eps 8/255 --n 256
     python -m explain robustness --model shapes_cnn --attack pgd,apgd-ce,apgd-dlr,square --loss cw --eps 8/255
     python -m explain robustness --model path/to/my_models.py:make_bundle --eps 0,8/255 --memory-budget 64M
+    python -m explain robustness --model shapes_cnn --data labelled_images/ --eps 0,8/255 --n 64
 
 Writes ``robustness.csv`` (one row per attack and ε), ``robustness.png`` and
 ``robustness.json``: the table, the checks, the suite's per-attack breakdown, and
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import platform
 import sys
@@ -25,18 +25,15 @@ import time
 from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-import jax
-import numpy as np
-
-from explain.adversarial.attacks import AttackConfig
-from explain.adversarial.evaluation import LABEL_CHOICES, evaluate_robustness, format_report, plot, write_csv
-from explain.adversarial.suite import SUITES
-from explain.cli import _args
+from explain.cli import _args, _choices, _inputs
 from explain.io import atomic_write_text
 
 ATTACKS = ("fgsm", "bim", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square")
 LOSSES = ("ce", "cw", "dlr")
+DEFAULT_EPS = "0,1/255,2/255,4/255,8/255,16/255"
+DEFAULT_OUT = Path("robustness")  # the outputs go to DEFAULT_OUT / the model's name
 
 
 def parse_eps(text: str) -> list[float]:
@@ -66,8 +63,11 @@ def parse_attacks(text: str) -> list[str]:
 
 def attack_configs(
     names: list[str], *, norm: str, steps: int, restarts: int, loss: str = "ce", queries: int = 1000
-) -> dict[str, AttackConfig]:
-    """The name -> config table (the only one: the command line is the edge); ``loss`` is FGSM/BIM/PGD's."""
+) -> dict[str, Any]:
+    """The name -> :class:`~explain.adversarial.attacks.AttackConfig` table (the only one: the command line
+    is the edge); ``loss`` is FGSM/BIM/PGD's."""
+    from explain.adversarial.attacks import AttackConfig
+
     table = {
         "fgsm": AttackConfig("fgsm", norm=norm, steps=1, random_start=False, loss=loss),
         "bim": AttackConfig("pgd", norm=norm, steps=steps, random_start=False, loss=loss),
@@ -78,13 +78,6 @@ def attack_configs(
         "square": AttackConfig("square", norm=norm, steps=queries, loss="cw"),
     }
     return {n: table[n] for n in names}
-
-
-def params_sha256(params) -> str:
-    """sha256 of the parameters serialised by Flax (msgpack): the same weights give the same hash."""
-    from flax import serialization
-
-    return hashlib.sha256(serialization.to_bytes(jax.tree_util.tree_map(np.asarray, params))).hexdigest()
 
 
 def versions() -> dict[str, str]:
@@ -99,6 +92,8 @@ def versions() -> dict[str, str]:
 
 def write_json(report, path: Path, *, args: argparse.Namespace, configs: dict, sha256: str, seconds: float) -> Path:
     """Everything needed to re-run the evaluation to the same numbers, and its results (atomic write)."""
+    import jax
+
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("func", "run")}
     doc = {
         "model": report.model,
@@ -133,55 +128,62 @@ def write_json(report, path: Path, *, args: argparse.Namespace, configs: dict, s
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     _args.add_model(p, example="shapes_cnn or my_models.py:make_bundle (a classifier with a test split)")
-    p.add_argument(
+    _inputs.add_data(p, labels="the true classes; robustness measures accuracy against them")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
         "--attack",
         type=parse_attacks,
         default=None,
-        help=f"comma-separated subset of {','.join(ATTACKS)} (default fgsm,pgd)",
+        help=f"comma-separated subset of {','.join(ATTACKS)} (default: fgsm,pgd)",
     )
-    p.add_argument(
+    which.add_argument(
         "--suite",
-        choices=SUITES,
+        choices=_choices.SUITES,
         default=None,
-        help="an AutoAttack-grade suite instead of --attack: attacks in sequence on the points still robust",
+        help="an AutoAttack-grade suite instead of --attack: attacks in sequence on the points still robust "
+        "(default: none, --attack runs)",
     )
-    p.add_argument("--loss", choices=LOSSES, default="ce", help="the loss FGSM, BIM and PGD ascend (default ce)")
-    p.add_argument("--queries", type=int, default=1000, help="Square's queries per image (default 1000)")
-    p.add_argument(
-        "--eps", type=parse_eps, default=parse_eps("0,1/255,2/255,4/255,8/255,16/255"), help="comma-separated ε grid"
-    )
-    p.add_argument("--norm", choices=("linf", "l2"), default="linf")
-    p.add_argument("--steps", type=int, default=20, help="iterations of BIM/PGD/APGD (default 20)")
-    p.add_argument("--restarts", type=int, default=1, help="PGD random restarts (worst case kept)")
-    p.add_argument("--n", type=int, default=512, help="test images to evaluate (the first N)")
+    p.add_argument("--loss", choices=LOSSES, default="ce", help="the loss FGSM, BIM and PGD ascend")
+    p.add_argument("--queries", type=_args.at_least(1), default=1000, help="Square's queries per image")
+    p.add_argument("--eps", type=parse_eps, default=DEFAULT_EPS, help="comma-separated ε grid (fractions allowed)")
+    p.add_argument("--norm", choices=("linf", "l2"), default="linf", help="the threat model's norm")
+    p.add_argument("--steps", type=_args.at_least(1), default=20, help="iterations of BIM/PGD/APGD")
+    p.add_argument("--restarts", type=_args.at_least(1), default=1, help="PGD random restarts (worst case kept)")
+    p.add_argument("--n", type=_args.at_least(1), default=512, help="inputs to evaluate: the first N")
     p.add_argument(
         "--label-source",
-        choices=LABEL_CHOICES,
+        choices=_choices.LABEL_CHOICES,
         default="predictions",
-        help="what the attacks move away from: the model's predictions (default, no label leaking) or the true labels",
+        help="what the attacks move away from: the model's predictions (no label leaking) or the true labels",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="PRNG seed of the attacks")
     _args.add_memory_budget(p)
-    p.add_argument("--out", type=Path, default=None, help="output folder (default robustness/MODEL)")
+    p.add_argument(
+        "--out",
+        type=_args.out_folder,
+        default=None,
+        help=f"output folder, created when missing (default: {DEFAULT_OUT}/MODEL)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 1 when a sanity check fails")
 
 
 def run(args: argparse.Namespace) -> int:
-    from explain import specs
+    _inputs.check_data_args(args)
+    if args.out is None:
+        _args.checked(_args.out_folder, str(DEFAULT_OUT), "--out")
+    import jax
 
-    if args.steps < 1 or args.restarts < 1 or args.n < 1 or args.queries < 1:
-        print("error: --steps, --restarts, --queries and --n must be >= 1", file=sys.stderr)
-        return 2
-    if args.suite and args.attack:
-        print("error: give --attack or --suite, not both", file=sys.stderr)
-        return 2
+    from explain import io, specs
+    from explain.adversarial.evaluation import evaluate_robustness, format_report, plot, write_csv
+
     bundle = specs.resolve(args.model)
     if bundle.model.output_kind != "classification":
-        print(f"error: {args.model} is a regression model; robustness here needs a classifier", file=sys.stderr)
-        return 2
-    test = bundle.split("test", command="robustness")
-    x, y = test.x[: args.n], test.y[: args.n]
-    out = args.out or Path("robustness") / bundle.stem
+        raise _args.UsageError(f"{args.model} is a regression model; robustness here needs a classifier")
+    inputs = _inputs.load_inputs(
+        args, bundle, command="robustness", limit=args.n, need_labels="robustness (accuracy against true labels)"
+    )
+    x, y = inputs.x, inputs.labels
+    out = args.out or DEFAULT_OUT / bundle.stem
     if args.suite:
         from explain.adversarial.suite import suite_attacks
 
@@ -208,11 +210,11 @@ def run(args: argparse.Namespace) -> int:
     csv_path = write_csv(report, out / "robustness.csv")
     png_path = plot(report, out / "robustness.png")
     json_path = write_json(
-        report, out / "robustness.json", args=args, configs=configs, sha256=params_sha256(bundle.model.params),
+        report, out / "robustness.json", args=args, configs=configs, sha256=io.params_sha256(bundle.model.params),
         seconds=seconds,
     )  # fmt: skip
     print(format_report(report))
     for c in report.failed:
         print(f"WARNING: sanity check {c.name} failed: {c.detail}", file=sys.stderr)
-    print(f"{len(x)} images, {seconds:.1f}s -> {csv_path}, {png_path}, {json_path}")
+    print(f"{len(x)} images of {inputs.source}, {seconds:.1f}s -> {csv_path}, {png_path}, {json_path}")
     return 1 if (args.strict and report.failed) else 0

@@ -22,7 +22,7 @@ def forward_order(model: Model | Any) -> tuple[str, ...]:
     """The model's layer names in the order the forward pass produces them (``model.layer_names``)."""
     model = as_model(model)
     if model.tap is None:
-        model.check_layer("")  # raises the "no layers" error
+        model.check_layer("", method="gradient flow")  # raises the "no layers" error
     return model.layer_names
 
 

@@ -44,6 +44,7 @@ def default_layer(model: Model) -> str:
     """The last layer with a spatial ``(h, w, c)`` activation; of a block and its inner conv, the block
     (its output is the rectified map Grad-CAM expects)."""
     if model.tap is None:
+        model.check_tap("Grad-CAM")
         raise ValueError(f"model {model.name!r} exposes no layers; wrap it with explain.from_linen or from_nnx")
     shapes = model.layer_shapes
     spatial = [n for n in model.layer_names if len(shapes.get(n, ())) == 3]

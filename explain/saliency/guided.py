@@ -153,6 +153,7 @@ class ModifiedApply:
 def check_relus(model: Model, apply: Callable | None = None) -> Model:
     """The model itself, or a ``ValueError`` naming it when ``apply`` (default ``model.apply``) calls no
     ``jax.nn.relu``; traced abstractly, nothing compiles."""
+    model.check_tap("Guided Backprop/Deconvnet")  # an artifact has no ReLUs left to rewrite: say why
     x0 = jax.ShapeDtypeStruct((1, *model.input_spec.shape), jnp.float32)
     if count_relus(model.apply if apply is None else apply, model.params, x0) == 0:
         raise ValueError(NO_RELU_MSG.format(what=f"model {model.name!r}"))

@@ -48,6 +48,7 @@ class MethodInfo:
       signed: whether maps are signed (diverging colormap) or magnitudes.
       core: the pure ``core(apply_or_tap, params, x, target, **core_options) -> Attribution``, or ``None``.
       uses_tap: the core takes ``model.tap`` instead of ``model.apply``.
+      rewrites_relus: the method re-traces the model's code with its ReLUs replaced (so it needs the code).
       images_only: the method needs ``(N, H, W, C)`` inputs.
       supports_all: ``target="all"`` is supported.
       core_options: turns validated options into the core's keyword arguments (e.g. a default layer).
@@ -59,6 +60,7 @@ class MethodInfo:
     signed: bool
     core: Callable[..., Attribution] | None = None
     uses_tap: bool = False
+    rewrites_relus: bool = False
     images_only: bool = False
     supports_all: bool = True
     core_options: Callable[[Model, Mapping[str, Any]], dict[str, Any]] = _no_core_options
@@ -100,7 +102,10 @@ class MethodInfo:
     def check_model(self, model: Model) -> None:
         if self.images_only:
             common.check_image(model, what=self.fn.__name__)
+        if self.rewrites_relus:
+            model.check_tap(self.fn.__name__)
         if self.uses_tap and model.tap is None:
+            model.check_tap(self.fn.__name__)
             raise ValueError(f"{self.fn.__name__} needs the model's layers; model {model.name!r} exposes none")
 
     def rows_per_sample(self, model: Model, options: Mapping[str, Any]) -> int:
@@ -220,6 +225,7 @@ METHODS: dict[str, MethodInfo] = {
             guided.guided_backprop,
             True,
             guided.guided_backprop_core,
+            rewrites_relus=True,
             core_options=guided.core_options,
             description="ReLU backward gated by forward and gradient sign",
         ),
@@ -227,6 +233,7 @@ METHODS: dict[str, MethodInfo] = {
             guided.deconvnet,
             True,
             guided.deconvnet_core,
+            rewrites_relus=True,
             core_options=guided.core_options,
             description="ReLU backward gated by gradient sign",
         ),

@@ -157,16 +157,11 @@ def host_generator(key: jax.Array | np.ndarray, *stream: int) -> np.random.Gener
 def read_csv(path: str | Path, model: Model | Any, *, label_column: str | None = None) -> tuple[np.ndarray, Any]:
     """``(x (N, F) float32 in the model's feature order, labels (N,) or None)`` from a CSV with one header row.
 
-    Columns are matched to ``model.input_spec.feature_names`` by name (missing or unexpected
-    ones raise, named); ``label_column`` is returned separately.
+    :func:`explain.data.load_table`: columns matched to ``model.input_spec.feature_names`` by
+    name (missing ones raise :class:`explain.data.DataError`, named; other columns are ignored);
+    ``label_column`` is returned separately (int64 class indices or float32 values).
     """
-    import pandas as pd
+    from explain import data  # lazily: pandas is imported only when a file is read
 
-    model = as_model(model)
-    frame = pd.read_csv(path)
-    labels = None
-    if label_column is not None:
-        if label_column not in frame.columns:
-            raise ValueError(f"label column {label_column!r} not in {path}; its columns are {list(frame.columns)}")
-        labels = frame.pop(label_column).to_numpy()
-    return frame.to_numpy(dtype=np.float32)[:, match_columns(list(frame.columns), model)], labels
+    table = data.load_table(path, model, label_column=label_column, kind="csv")
+    return table.x, table.labels

@@ -64,6 +64,16 @@ def no_errors(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+@pytest.fixture(autouse=True)
+def shipped_models_only():
+    """Every test starts and ends on the shipped models: app.py sets the user's models process-wide."""
+    from dashboard import config, state
+
+    state.configure(config.Config())
+    yield
+    state.configure(config.Config())
+
+
 @pytest.fixture(scope="session")
 def ui() -> SimpleNamespace:
     return SimpleNamespace(

@@ -33,12 +33,18 @@ def test_layer_norms_on_log_scale(ui, at):
     ui.no_errors(at)
     _, df_tab = ui.chart(at, "breast_cancer_mlp: gradient norms")
     assert set(df_tab["layer"]) <= set(models.load("breast_cancer_mlp").model.layer_names)
+    # The norms table in scientific notation: fixed decimals printed 1e-10 as 0.0000000001.
+    (table,) = [d for d in at.dataframe if "layer" in d.value.columns]
+    assert table.proto.columns.count('"%.3e"') == 2
 
 
 def test_depth_experiment_vanishes_for_sigmoid(ui, at):
     spec, df = ui.chart(at, "first-layer / last-layer")
     assert spec["encoding"]["y"]["scale"] == {"type": "log"}
     assert df["depth"].max() == 10
+    assert spec["encoding"]["x"]["axis"] == {"format": "d", "tickMinStep": 1}  # integer depths, no 2.5
+    legend = spec["encoding"]["color"]["legend"]
+    assert legend["orient"] == "bottom" and legend["labelLimit"] == 0  # long curve names never clipped
     sig = df[df["curve"] == "sigmoid / glorot"].set_index("depth")["ratio"]
     assert sig[10] < 1e-3 < sig[2]  # vanishing with depth
 

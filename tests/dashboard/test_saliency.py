@@ -64,18 +64,49 @@ def test_test_image_filters_and_target(ui, at):
     assert "vanilla_gradient for 'square'" in ui.captions(at)
 
 
-def test_display_controls_change_the_overlay(ui, at):
-    def overlay_url():
+def test_maps_are_heatmaps_with_a_colour_bar_unless_overlaid(ui, at):
+    def map_url():
         (url,) = [i.url for el in at.get("image") for i in el.proto.imgs if i.caption.startswith("vanilla_gradient")]
         return url
 
-    before = overlay_url()
-    at.slider(key="sal_alpha").set_value(0.2).run()
-    ui.no_errors(at)
-    after_alpha = overlay_url()
+    # Default: a heat map with its colour bar, beside the input; the opacity only matters for an overlay.
+    assert at.toggle(key="sal_overlay").value is False and at.slider(key="sal_alpha").disabled
+    before = map_url()
     at.slider(key="sal_pct").set_value(95.0).run()
     ui.no_errors(at)
-    assert len({before, after_alpha, overlay_url()}) == 3  # each change re-rendered a different image
+    after_pct = map_url()
+    at.toggle(key="sal_overlay").set_value(True).run()
+    ui.no_errors(at)
+    assert not at.slider(key="sal_alpha").disabled
+    overlay = map_url()
+    at.slider(key="sal_alpha").set_value(0.2).run()
+    ui.no_errors(at)
+    assert len({before, after_pct, overlay, map_url()}) == 4  # each change re-rendered a different image
+    at.toggle(key="sal_overlay").set_value(False).run()
+
+
+def test_default_map_image_is_a_heatmap_with_colour_bar():
+    from dashboard import saliency
+
+    x = np.full((16, 16, 3), 0.5, np.float32)
+    values = np.random.default_rng(0).normal(size=(16, 16, 3)).astype(np.float32)
+    display = {"cmap": "auto", "percentile": 99.0, "overlay": False, "alpha": 0.6}
+    picked = saliency.Picked(x, None, "test")
+    img, data = saliency.map_image(picked, values, True, "vanilla_gradient", display, (0.0, 1.0))
+    heat = Image.open(io.BytesIO(data))
+    assert img is data and heat.size[0] > heat.size[1]  # the colour bar beside a square map
+    over, _ = saliency.map_image(picked, values, True, "vanilla_gradient", {**display, "overlay": True}, (0.0, 1.0))
+    assert over.size[0] == over.size[1]  # the overlay is the input's square, enlarged
+
+
+def test_delta_caption_is_undefined_when_the_outputs_do_not_differ():
+    from dashboard import saliency
+
+    assert saliency.delta_caption(0.0, 0.0) == (
+        "convergence δ = +0.00e+00 (F(x) − F(x′) ≈ 0: the relative error is undefined)"
+    )
+    assert "inf" not in saliency.delta_caption(1e-9, 1e-9)
+    assert saliency.delta_caption(0.01, 2.01) == "convergence δ = +1.00e-02 (0.50% of F(x) − F(x′) = 2)"
 
 
 def png(img: Image.Image) -> bytes:
@@ -108,6 +139,23 @@ def test_upload_good_and_bad_files(ui, at):
         assert not at.exception
         assert len(at.error) == 1 and at.error[0].value.startswith(f"{fname}: "), fname
         assert not [t for t in ui.texts(at) if t.startswith("**Prediction")]
+
+    # An all-black image against the zero baseline: F(x) = F(x'), so no relative error (it was "inf%").
+    black = png(Image.new("RGB", (64, 64), (0, 0, 0)))
+    at.file_uploader(key="sal_upload").set_value(("black.png", black, "image/png")).run()
+    at.multiselect(key="sal_methods").set_value(["integrated_gradients"]).run()
+    ui.no_errors(at)
+    (delta,) = [c.value for c in at.caption if c.value.startswith("convergence δ")]
+    assert "the relative error is undefined" in delta and "inf" not in delta
+    at.multiselect(key="sal_methods").set_value(["vanilla_gradient", "smoothgrad", "integrated_gradients"]).run()
+
+    # Over 10 MB: our own message, on the page (the server's limit is set above ours so that it runs).
+    big = b"\x89PNG\r\n\x1a\n" + bytes(11 * 2**20)
+    at.file_uploader(key="sal_upload").set_value(("big.png", big, "image/png")).run()
+    assert not at.exception
+    (err,) = at.error
+    assert err.value.startswith("big.png: ") and "10 MB" in err.value
+    assert any(c.value.startswith("PNG, JPEG or WebP, up to 10 MB and 25 megapixels") for c in at.caption)
 
     # The app keeps running: a good file afterwards works again.
     at.file_uploader(key="sal_upload").set_value(("red.png", png(rgba), "image/png")).run()

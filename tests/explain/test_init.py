@@ -1,9 +1,13 @@
 """The public surface: every name in __all__ exists and __init__ only re-exports."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import explain
+
+ROOT = Path(explain.__file__).resolve().parents[1]
 
 
 def test_public_names_exist():
@@ -12,10 +16,24 @@ def test_public_names_exist():
     assert sorted(explain.__all__) == list(explain.__all__)
 
 
-def test_init_only_imports():
+def test_init_only_maps_names_to_modules():
+    """__init__ holds imports, the name -> module table and PEP 562's __getattr__/__dir__: nothing else."""
     tree = ast.parse(Path(explain.__file__).read_text())
     body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-    assert all(isinstance(n, (ast.Import, ast.ImportFrom, ast.Assign)) for n in body)
+    assert all(isinstance(n, (ast.Import, ast.ImportFrom, ast.Assign, ast.AnnAssign, ast.FunctionDef)) for n in body)
+    assert sorted(n.name for n in body if isinstance(n, ast.FunctionDef)) == ["__dir__", "__getattr__"]
+    assert sorted(explain._LAZY) == sorted(explain.__all__)
+
+
+def test_import_explain_and_specs_import_no_jax():
+    """``import explain`` and ``explain.specs`` (``--help``, shipped names) stay light: no JAX, no Flax."""
+    code = (
+        "import sys, explain, explain.specs as s; names = s.shipped_names(); "
+        "print(len(names), 'jax' in sys.modules, 'flax' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    n, jax_loaded, flax_loaded = out.stdout.split()
+    assert int(n) >= 1 and (jax_loaded, flax_loaded) == ("False", "False"), out.stdout
 
 
 def test_core_never_imports_models():

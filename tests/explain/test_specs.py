@@ -145,7 +145,7 @@ def test_shipped_names_go_through_the_provider_strings(user_file, monkeypatch):
 
 
 def test_the_shipped_providers_are_the_models_package():
-    assert specs.SHIPPED_PROVIDER == "models:load" and specs.SHIPPED_NAMES_PROVIDER == "models:SPECS"
+    assert specs.SHIPPED_PROVIDER == "models:load" and specs.SHIPPED_NAMES_PROVIDER == "models.names:NAMES"
     assert "friedman1_mlp" in specs.shipped_names() and "shapes_cnn" in specs.shipped_names()
     r = specs.resolve("friedman1_mlp")
     assert r.name == "friedman1_mlp" and r.model.input_spec.shape == (10,)
@@ -223,3 +223,19 @@ def test_an_error_inside_the_factory_is_the_users_and_keeps_its_traceback(tmp_pa
     (tmp_path / "boom.py").write_text("def make():\n    raise RuntimeError('out of memory building it')\n")
     with pytest.raises(RuntimeError, match="out of memory building it"):
         specs.resolve(f"{tmp_path}/boom.py:make")
+
+
+def test_artifact_spec_errors_are_one_line(tmp_path):
+    """Folders and ``.json`` files name artifacts (:mod:`explain.exported`); what is not one says why, in one line."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "other.json").write_text('{"format": "something else"}')
+    cases = {
+        f"{tmp_path}/empty": r"the folder holds no model.json \(expected an artifact written by `python -m explain ",
+        f"{tmp_path}/missing.json": r"no such file '.*missing.json'$",
+        f"{tmp_path}/other.json": r"other.json: not an explain artifact \(expected \"format\": 'explain.exported'",
+        f"{tmp_path}/no_such_folder": r"no such file or folder \(expected an artifact folder or a .py file\)$",
+    }
+    for spec, match in cases.items():
+        with pytest.raises(specs.SpecError, match=f"^model '{spec}': .*{match}") as info:
+            specs.resolve(spec)
+        assert "\n" not in str(info.value), spec

@@ -29,6 +29,33 @@ def test_round_trip_and_metadata(saved):
     assert meta["sha256"] == checkpoint.sha256_file(path) and meta["file"] == "m.msgpack"
 
 
+@pytest.mark.parametrize("text", ["[1, 2]", '"m"', "3", "null"])
+def test_metadata_that_is_json_but_not_an_object_is_refused(saved, text):
+    path, _, template = saved
+    path.with_suffix(".json").write_text(text)
+    with pytest.raises(CheckpointError, match=r"m\.json: expected a JSON object of metadata, got a JSON"):
+        checkpoint.load(path, template)
+
+
+def test_metadata_naming_another_model_is_refused(saved):
+    path, _, template = saved
+    with pytest.raises(CheckpointError, match=r"m\.json: the metadata describes model 'm', but 'other' was asked"):
+        checkpoint.load(path, template, model="other")
+    assert checkpoint.load(path, template, model="m")[1]["model"] == "m"
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_weights_are_refused(tmp_path, bad):
+    kernel = np.zeros((2, 3), np.float32)
+    kernel[1, 2] = bad
+    variables = {"params": {"dense": {"kernel": kernel}}}
+    path = tmp_path / "m.msgpack"
+    checkpoint.save(path, variables, {"model": "m"})
+    template = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype), variables)
+    with pytest.raises(CheckpointError, match=r"m\.msgpack: \['params'\]\['dense'\]\['kernel'\] holds NaN or inf"):
+        checkpoint.load(path, template)
+
+
 def test_truncated_file_fails_the_hash(saved):
     path, _, template = saved
     path.write_bytes(path.read_bytes()[:-7])

@@ -63,8 +63,20 @@ def test_checkpoint_of_another_model_is_rejected(tmp_path):
     for suffix in (".msgpack", ".json"):
         shutil.copy(get_spec("digits_cnn").checkpoint_path.with_suffix(suffix), tmp_path / f"x{suffix}")
     models.load.cache_clear()
-    with pytest.raises(CheckpointError, match=r"x\.msgpack: .*(shape|missing|unexpected)"):
+    with pytest.raises(CheckpointError, match=r"x\.json: the metadata describes model 'digits_cnn', but 'shapes_cnn'"):
         models.load("shapes_cnn", checkpoint_path=tmp_path / "x.msgpack")
+
+
+def test_swapped_twin_checkpoints_are_refused(tmp_path):
+    """shapes_cnn and shapes_cnn_robust share every shape: only the metadata's name tells them apart."""
+    import shutil
+
+    from models.checkpoint import CheckpointError
+
+    for suffix in (".msgpack", ".json"):
+        shutil.copy(get_spec("shapes_cnn_robust").checkpoint_path.with_suffix(suffix), tmp_path / f"shapes_cnn{suffix}")
+    with pytest.raises(CheckpointError, match=r"shapes_cnn\.json: the metadata describes model 'shapes_cnn_robust'"):
+        models.load("shapes_cnn", checkpoint_path=tmp_path / "shapes_cnn.msgpack")
     assert predict is not None
 
 

@@ -62,19 +62,25 @@ def test_bad_arguments_are_refused_before_loading(capsys, monkeypatch):
         main(["robustness", "--model", "shapes_cnn", "--label-source", "ground-truth"])
     assert info.value.code == 2 and "invalid choice: 'ground-truth'" in capsys.readouterr().err
     monkeypatch.setattr(specs, "resolve", lambda spec: pytest.fail("resolved the model before checking --steps"))
-    assert main(["robustness", "--model", "shapes_cnn", "--steps", "0"]) == 2
-    assert "--steps, --restarts, --queries and --n must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["robustness", "--model", "shapes_cnn", "--steps", "0"])
+    assert info.value.code == 2 and "argument --steps: expected a whole number >= 1, got 0" in capsys.readouterr().err
     monkeypatch.undo()
-    assert main(["robustness", "--model", "resnet"]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["robustness", "--model", "resnet"])
     err = capsys.readouterr().err
-    assert "unknown model 'resnet'" in err and "'shapes_cnn'" in err and err.count("\n") == 1  # one line
+    assert info.value.code == 2 and err.splitlines()[-1].startswith(
+        "python -m explain robustness: error: unknown model"
+    )
+    assert "'shapes_cnn'" in err and sum("error:" in line for line in err.splitlines()) == 1  # one line
 
 
 def test_a_regression_model_is_refused(capsys):
     from explain.__main__ import main
 
-    assert main(["robustness", "--model", "friedman1_mlp"]) == 2
-    assert "friedman1_mlp is a regression model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["robustness", "--model", "friedman1_mlp"])
+    assert info.value.code == 2 and "friedman1_mlp is a regression model" in capsys.readouterr().err
 
 
 def test_new_attack_names_and_the_suite_options(tmp_path, capsys, monkeypatch):
@@ -97,8 +103,9 @@ def test_new_attack_names_and_the_suite_options(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["robustness", "--model", "shapes_cnn", "--suite", "auto"])
     assert "invalid choice: 'auto'" in capsys.readouterr().err
-    assert main(["robustness", "--model", "shapes_cnn", "--suite", "rapid", "--attack", "pgd"]) == 2
-    assert "--attack or --suite, not both" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["robustness", "--model", "shapes_cnn", "--suite", "rapid", "--attack", "pgd"])
+    assert info.value.code == 2 and "argument --attack: not allowed with argument --suite" in capsys.readouterr().err
     args = ["robustness", "--model", "shapes_cnn", "--suite", "rapid", "--eps", "8/255", "--n", "8", "--seed", "3"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -107,8 +114,9 @@ def test_new_attack_names_and_the_suite_options(tmp_path, capsys, monkeypatch):
     assert doc["settings"]["seed"] == 3 and doc["settings"]["suite"] == "rapid" and doc["suite"] == "rapid"
     assert set(doc["attacks"]) == {"apgd-ce", "apgd-t"} and doc["attacks"]["apgd-t"]["loss"] == "dlr_targeted"
     assert {"jax", "flax", "numpy", "python"} <= set(doc["versions"])
+    import explain.io
     import models
 
-    assert doc["model_sha256"] == cli.params_sha256(models.load("shapes_cnn").model.params)
+    assert doc["model_sha256"] == explain.io.params_sha256(models.load("shapes_cnn").model.params)
     assert len(doc["suite_results"][0]["broken_by"]) == 8
     assert doc["suite_results"][0]["robust_accuracy"] == doc["rows"][-1]["accuracy"]

@@ -53,3 +53,23 @@ def user_models(tmp_path):
     path = tmp_path / "user_models.py"
     path.write_text(USER_MODELS)
     return path
+
+
+@pytest.fixture
+def usage_error(capsys):
+    """``usage_error(argv)`` runs ``main(argv)``, asserts the argparse way of refusing it (exit status 2, the
+    usage, one ``python -m explain COMMAND: error: ...`` line, no traceback) and returns the message."""
+    from explain.__main__ import main
+
+    def run(argv: list[str]) -> str:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        err = capsys.readouterr().err
+        assert info.value.code == 2, err
+        assert err.startswith("usage: python -m explain") and "Traceback" not in err
+        errors = [line for line in err.splitlines() if "error:" in line]
+        assert len(errors) == 1 and errors[0].startswith(f"python -m explain {argv[0]}: error: "), err
+        assert err.endswith(errors[0] + "\n")  # the error is the last line
+        return errors[0].split(": error: ", 1)[1]
+
+    return run

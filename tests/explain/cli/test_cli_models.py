@@ -20,9 +20,9 @@ def test_saliency_grid_of_a_users_model(tmp_path, capsys, user_models):
     assert "wrote" in capsys.readouterr().out and not list(tmp_path.glob(".*part"))
 
 
-def test_saliency_refuses_a_tabular_model(user_models):
-    with pytest.raises(ValueError, match=r"saliency grids need an image model; .* takes \(N, 3\)"):
-        main(["saliency", "--model", f"{user_models}:tabular", "--methods", "vanilla_gradient"])
+def test_saliency_refuses_a_tabular_model(user_models, usage_error):
+    msg = usage_error(["saliency", "--model", f"{user_models}:tabular", "--methods", "vanilla_gradient"])
+    assert msg == f"saliency needs an image model (inputs (N, H, W, C)); model '{user_models}:tabular' takes (N, 3)"
 
 
 def test_gradflow_of_a_users_model_writes_its_csv_atomically(tmp_path, capsys, user_models, monkeypatch):
@@ -49,24 +49,28 @@ def test_gradflow_of_a_users_model_writes_its_csv_atomically(tmp_path, capsys, u
     assert path.read_bytes() == before and sorted(p.name for p in out.iterdir()) == [path.name]
 
 
-def test_gradflow_needs_exactly_one_mode_and_a_dataset(tmp_path, capsys, user_models):
-    with pytest.raises(SystemExit, match="exactly one of --experiment depth or --model SPEC"):
-        main(["gradflow", "--out", str(tmp_path)])
-    with pytest.raises(SystemExit, match="exactly one of"):
-        main(["gradflow", "--experiment", "depth", "--model", "shapes_cnn", "--out", str(tmp_path)])
-    assert main(["gradflow", "--model", f"{user_models}:tabular", "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert "comes with no dataset; the gradflow command reads its inputs from dataset.test.x" in err
-    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+def test_gradflow_needs_exactly_one_mode_and_a_dataset(tmp_path, user_models, usage_error):
+    msg = usage_error(["gradflow", "--out", str(tmp_path)])
+    assert msg == "one of the arguments --experiment --model is required"
+    msg = usage_error(["gradflow", "--experiment", "depth", "--model", "shapes_cnn", "--out", str(tmp_path)])
+    assert msg == "argument --model: not allowed with argument --experiment"
+    msg = usage_error(["gradflow", "--model", f"{user_models}:tabular", "--out", str(tmp_path / "out")])
+    assert (
+        msg
+        == "gradflow needs the model's layers: model 'user_tabular' exposes no layers; wrap it with explain.from_linen or from_nnx"
+    )
+    bare = tmp_path / "bare.py"  # the image model alone: layers, but no dataset
+    bare.write_text(user_models.read_text() + "\n\ndef bare():\n    return image_bundle().model\n")
+    msg = usage_error(["gradflow", "--model", f"{bare}:bare", "--out", str(tmp_path / "out")])
+    assert "comes with no dataset; the gradflow command reads its inputs from dataset.test.x" in msg
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("command", ["saliency", "sensitivity", "robustness", "gradflow"])
-def test_every_command_reports_a_bad_spec_in_one_line(command, tmp_path, capsys):
-    out = [] if command == "sensitivity" else ["--out", str(tmp_path / "o.png")]
-    rc = main([command, "--model", f"{tmp_path}/missing.py:make", *out])
-    assert rc == 2
-    err = capsys.readouterr().err
-    assert err == f"error: model '{tmp_path}/missing.py:make': no such file '{tmp_path}/missing.py'\n"
+def test_every_command_reports_a_bad_spec_in_one_line(command, tmp_path, usage_error):
+    out = {"saliency": "o.png", "sensitivity": "o.csv"}.get(command, "o")
+    msg = usage_error([command, "--model", f"{tmp_path}/missing.py:make", "--out", str(tmp_path / out)])
+    assert msg == f"model '{tmp_path}/missing.py:make': no such file '{tmp_path}/missing.py'"
 
 
 def test_memory_budget_units():

@@ -25,47 +25,46 @@ def test_sensitivity_command_prints_table_and_writes_csv_and_png(tmp_path, capsy
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_image_model_is_refused():
-    with pytest.raises(SystemExit, match="tabular model"):
-        main(["sensitivity", "--model", "shapes_cnn"])
+def test_image_model_is_refused(usage_error):
+    msg = usage_error(["sensitivity", "--model", "shapes_cnn"])
+    assert (
+        msg
+        == "sensitivity needs a tabular model (rows of features, (N, F)); model 'shapes_cnn' takes (N, 64, 64, 3) in [0, 1]"
+    )
 
 
-def test_old_method_names_are_gone():
-    with pytest.raises(SystemExit) as info:  # argparse: invalid choice, status 2
-        main(["sensitivity", "--model", "friedman1_mlp", "--method", "grad"])
-    assert info.value.code == 2
+def test_old_method_names_are_gone(usage_error):
+    msg = usage_error(["sensitivity", "--model", "friedman1_mlp", "--method", "grad"])
+    assert msg.startswith("argument --method: invalid choice: 'grad' (choose from ") and "'vanilla_gradient'" in msg
 
 
-def test_unknown_model_is_one_line_before_any_work(capsys):
-    assert main(["sensitivity", "--model", "no_such_model"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: unknown model 'no_such_model'; shipped names: one of [") and err.count("\n") == 1
-    assert "'friedman1_mlp'" in err
+def test_unknown_model_is_one_line_before_any_work(usage_error):
+    msg = usage_error(["sensitivity", "--model", "no_such_model"])
+    assert msg.startswith("unknown model 'no_such_model'; shipped names: one of [") and "'friedman1_mlp'" in msg
 
 
 @pytest.mark.parametrize(
-    ("flags", "match"),
+    ("flags", "message"),
     [
-        (["--top", "0"], "--top must be >= 1"),
-        (["--n-bootstrap", "0"], "--n-bootstrap must be >= 1"),
-        (["--rows", "1"], "--rows must be >= 2"),
-        (["--permutation-samples", "-1"], "--permutation-samples must be >= 0"),
-        (["--steps", "0"], "--steps must be >= 1"),
-        (["--top-k", "0"], "--top-k must be >= 1"),
-        (["--out", "r.txt"], r"--out must end in .csv or .json"),
-        (["--plot", "bars.jpg"], r"--plot must end in .png"),
-        (["--label-column", "y"], r"--label-column needs --data"),
+        (["--top", "0"], "argument --top: expected a whole number >= 1, got 0"),
+        (["--n-bootstrap", "0"], "argument --n-bootstrap: expected a whole number >= 1, got 0"),
+        (["--rows", "1"], "argument --rows: expected a whole number >= 2, got 1"),
+        (["--permutation-samples", "-1"], "argument --permutation-samples: expected a whole number >= 0, got -1"),
+        (["--steps", "0"], "argument --steps: expected a whole number >= 1, got 0"),
+        (["--top-k", "two"], "argument --top-k: expected a whole number >= 1, got 'two'"),
+        (["--out", "r.txt"], "argument --out: expected a file name ending in .csv or .json, got 'r.txt'"),
+        (["--plot", "bars.jpg"], "argument --plot: expected a file name ending in .png, got 'bars.jpg'"),
+        (["--label-column", "y"], "--label-column needs --data (the model's own splits carry their labels)"),
     ],
 )
-def test_bad_options_exit_before_any_work(flags, match, monkeypatch):
+def test_bad_options_exit_before_any_work(flags, message, monkeypatch, usage_error):
     from explain import specs
 
     def refuse(spec):
         raise AssertionError("the model was resolved before the options were checked")
 
     monkeypatch.setattr(specs, "resolve", refuse)
-    with pytest.raises(SystemExit, match=match):
-        main(["sensitivity", "--model", "friedman1_mlp", *flags])
+    assert usage_error(["sensitivity", "--model", "friedman1_mlp", *flags]) == message
 
 
 def test_ig_uses_the_training_split_means_as_baseline(tmp_path, capsys):
@@ -79,7 +78,7 @@ def test_ig_uses_the_training_split_means_as_baseline(tmp_path, capsys):
     assert settings["steps"] == 4 and settings["methods"][0] == "integrated_gradients"
 
 
-def test_a_users_model_file_with_a_csv(tmp_path, capsys, user_models):
+def test_a_users_model_file_with_a_csv(tmp_path, capsys, user_models, usage_error):
     """A factory in a .py file and rows from --data: no shipped model involved."""
     rows = tmp_path / "rows.csv"
     rows.write_text("c,a,b\n" + "\n".join(f"{i % 3},{i},{2 * i % 5}" for i in range(12)) + "\n")
@@ -92,17 +91,16 @@ def test_a_users_model_file_with_a_csv(tmp_path, capsys, user_models):
     frame = pd.read_csv(out, comment="#")
     # The model is 3·a + 1·b + 0·c (its first output), and features are matched by name, not by column order.
     assert list(frame[frame.method == "vanilla_gradient"]["feature"]) == ["a", "b", "c"]
-    with pytest.raises(SystemExit, match=r"--baseline mean takes the feature means of the training split"):
-        main([*argv[:-1], "integrated_gradients"])
+    msg = usage_error([*argv[:-1], "integrated_gradients"])
+    assert msg.startswith("--baseline mean takes the feature means of the training split")
     assert main([*argv[:-1], "integrated_gradients", "--baseline", "zero", "--n-bootstrap", "5"]) == 0
     assert "integrated_gradients baseline: zero" in capsys.readouterr().out
 
 
-def test_a_named_loss_kind_is_selectable_as_the_target(tmp_path, capsys):
+def test_a_named_loss_kind_is_selectable_as_the_target(tmp_path, capsys, usage_error):
     out = tmp_path / "r.csv"
     argv = ["sensitivity", "--model", "breast_cancer_mlp", "--method", "vanilla_gradient", "--target", "loss:cw"]
     assert main([*argv, "--rows", "64", "--n-bootstrap", "20", "--permutation-samples", "2", "--out", str(out)]) == 0
     assert "loss[cw]" in capsys.readouterr().out
-    with pytest.raises(SystemExit) as info:
-        main(["sensitivity", "--model", "breast_cancer_mlp", "--target", "loss:hinge"])
-    assert info.value.code == 2
+    msg = usage_error(["sensitivity", "--model", "breast_cancer_mlp", "--target", "loss:hinge"])
+    assert msg.startswith("argument --target: invalid choice: 'loss:hinge'")

@@ -21,35 +21,37 @@ def test_writes_grid_png(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out and not list(tmp_path.glob(".*tmp"))
 
 
-def test_unknown_method_fails_before_loading():
-    with pytest.raises(ValueError, match=r"unknown saliency method 'nope'"):
+def test_unknown_method_fails_before_loading(capsys):
+    with pytest.raises(SystemExit) as info:  # argparse: usage, one error line listing the methods, status 2
         main(["saliency", "--methods", "nope"])
+    assert info.value.code == 2 and "argument --methods: invalid choice: 'nope'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("argv", "match"),
     [
-        (["--overlay", "1.5"], r"--overlay in \[0, 1\], got 1.5"),
-        (["--overlay", "-0.1"], r"--overlay in \[0, 1\]"),
-        (["--scale", "0"], r"--scale >= 1, got 0"),
-        (["--n", "0"], r"--n >= 1, got 0"),
+        (["--overlay", "1.5"], "argument --overlay: expected a number in [0, 1], got 1.5"),
+        (["--overlay", "-0.1"], "argument --overlay: expected a number in [0, 1], got -0.1"),
+        (["--scale", "0"], "argument --scale: expected a whole number >= 1, got 0"),
+        (["--n", "0"], "argument --n: expected a whole number >= 1, got 0"),
     ],
 )
-def test_bad_arguments_fail_before_loading(monkeypatch, argv, match):
+def test_bad_arguments_fail_before_loading(monkeypatch, capsys, argv, match):
     from explain import specs
 
     monkeypatch.setattr(specs, "resolve", lambda spec: pytest.fail("resolved the model before validating"))
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(SystemExit) as info:
         main(["saliency", *argv])
+    assert info.value.code == 2 and capsys.readouterr().err.endswith(f"python -m explain saliency: error: {match}\n")
 
 
-def test_n_beyond_the_test_set_and_per_method_keys(tmp_path, monkeypatch):
+def test_n_beyond_the_test_set_and_per_method_keys(tmp_path, monkeypatch, capsys):
     bundle = shapes()
     total = len(bundle.dataset.test.x)
-    with pytest.raises(ValueError, match=rf"--n <= {total}"):
-        main(["saliency", "--n", str(total + 1), "--methods", "vanilla_gradient"])
-    with pytest.raises(ValueError, match=r"no test images for the reference set of \['expected_gradients'\]"):
+    with pytest.raises(SystemExit) as info:  # --n beyond the test set explains all of it; references need more
         main(["saliency", "--n", str(total), "--methods", "vanilla_gradient", "expected_gradients"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "['expected_gradients'] take their reference set from the inputs after" in err
 
     from explain.saliency import registry
     from explain.saliency.attribution import Attribution
