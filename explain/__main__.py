@@ -17,17 +17,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 from types import ModuleType
 
 from explain.cli import _args
 from explain.specs import SpecError
 
+SCRIPT = "flax-explain"  # [project.scripts] in pyproject.toml
 COMMANDS: dict[str, str] = {
     "saliency": "Attribution maps for image models, as a labelled PNG grid.",
     "sensitivity": "Feature-sensitivity ranking for a tabular model.",
     "robustness": "Robustness evaluation: accuracy against epsilon per attack.",
     "gradflow": "Gradient flow: per-layer norms and the depth experiment.",
     "export": "Export a model as a jax.export artifact folder (StableHLO + params + metadata).",
+    "serve": "Serve explanations over HTTP (KServe V1: predict, explain, attack).",
 }
 
 # Errors that mean "a bad argument" (a spec, a data file, an artifact), by module: a module that was never
@@ -55,7 +58,9 @@ def examples(doc: str | None) -> str | None:
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The parser and each command's subparser (whose ``error`` reports that command's bad arguments)."""
-    parser = argparse.ArgumentParser(prog="python -m explain", description="Gradient explanations for Flax models.")
+    # The console script (`pip install .`) names itself; everything else is `python -m explain`.
+    prog = SCRIPT if Path(sys.argv[0]).name == SCRIPT else "python -m explain"
+    parser = argparse.ArgumentParser(prog=prog, description="Gradient explanations for Flax models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     subparsers = {}
     for name, mod in available().items():

@@ -64,6 +64,7 @@ def test_console_script_and_module_run_a_shipped_model_from_a_temporary_folder(i
     script = installed / "bin" / "flax-explain"
     help_out = _run(installed, tmp_path, sys.executable, str(script), "--help")
     assert help_out.returncode == 0 and "saliency" in help_out.stdout, help_out.stderr
+    assert help_out.stdout.startswith("usage: flax-explain "), help_out.stdout  # the script names itself
     out = tmp_path / "grid.png"
     run = _run(
         installed, tmp_path, sys.executable, "-m", "explain", "saliency",

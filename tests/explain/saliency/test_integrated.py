@@ -130,12 +130,13 @@ def test_baseline_equal_to_input_gives_zero(linen_cnn):
     np.testing.assert_array_equal(a.values, 0.0)
 
 
-def test_completeness_on_256_shapes_images_at_64_gauss_legendre_steps():
+def test_completeness_on_64_shapes_images_at_64_gauss_legendre_steps():
     bundle = shapes()
-    # Acceptance: median |δ| / |F(x) - F(x')| <= 0.5 %. 256 x 64 rows in equal compiled chunks.
-    x = bundle.dataset.test.x[:256]
+    # Acceptance: median |δ| / |F(x) - F(x')| <= 0.5 %, in equal compiled chunks. The figure on 256
+    # images is `python benchmarks/saliency_bench.py --completeness`; 64 keep the suite short.
+    x = bundle.dataset.test.x[:64]
     a = integrated_gradients(bundle, x, steps=64)
-    diff = a.values.reshape(256, -1).sum(1) - a.convergence_delta
+    diff = a.values.reshape(64, -1).sum(1) - a.convergence_delta
     rel = np.abs(np.asarray(a.convergence_delta)) / np.abs(np.asarray(diff))
     assert np.median(rel) <= 0.005, f"median relative completeness error {np.median(rel):.4%}"
 

@@ -1,0 +1,70 @@
+"""Explanation-quality metrics: is a saliency map faithful, stable, well localised, concise?
+
+One family per module, each pure and batched like the methods (:mod:`explain.saliency`):
+
+* :mod:`~explain.metrics.faithfulness`: deletion / insertion curves, ROAD, faithfulness
+  correlation, infidelity (run the model; chunked within the one memory budget).
+* :mod:`~explain.metrics.stability`: max-sensitivity and the local Lipschitz estimate
+  (rerun a saliency method, by its registry name, on perturbed inputs).
+* :mod:`~explain.metrics.localisation`: relevance mass and rank, pointing game, top-k
+  intersection and ROC AUC against a ground-truth mask (pure array functions).
+* :mod:`~explain.metrics.complexity`: Gini sparseness and entropy (pure array functions).
+
+Attributions are arrays shaped like ``x`` (or an :class:`~explain.saliency.Attribution`);
+image maps become per-pixel relevance with :func:`pixel_relevance` (``Σ_c |a|`` by default).
+Every function returns one value per sample, ``(N,)``, or a :class:`Curve`.
+"""
+
+from explain.metrics.complexity import (
+    entropy,
+    sparseness,
+)
+from explain.metrics.faithfulness import (
+    Curve,
+    deletion,
+    faithfulness_correlation,
+    infidelity,
+    insertion,
+    road,
+)
+from explain.metrics.imputation import (
+    linear_imputation,
+    noisy_linear_imputation,
+)
+from explain.metrics.localisation import (
+    grow,
+    mask_auc,
+    pointing_game,
+    relevance_mass,
+    relevance_rank,
+    top_k_intersection,
+)
+from explain.metrics.relevance import (
+    pixel_relevance,
+)
+from explain.metrics.stability import (
+    local_lipschitz,
+    max_sensitivity,
+)
+
+__all__ = [
+    "Curve",
+    "deletion",
+    "entropy",
+    "faithfulness_correlation",
+    "grow",
+    "infidelity",
+    "insertion",
+    "linear_imputation",
+    "local_lipschitz",
+    "mask_auc",
+    "max_sensitivity",
+    "noisy_linear_imputation",
+    "pixel_relevance",
+    "pointing_game",
+    "relevance_mass",
+    "relevance_rank",
+    "road",
+    "sparseness",
+    "top_k_intersection",
+]
