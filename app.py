@@ -21,9 +21,9 @@ line is fixed, the environment says the same::
 ``.dataset`` with a ``.test`` split and ``.class_names``). ``PATH`` is an image folder (class subfolders
 give labels), an image, ``.npy``/``.npz`` (``x``, optional ``y``) or ``.csv``/``.parquet`` rows, read by
 :func:`explain.data.load` (the first 1,000 rows or files); a spec's own test split wins over ``--data``.
-Image models (``(H, W, 1|3)`` inputs, classification) appear on the saliency, adversarial and gradient-flow
-pages; tabular models (``(F,)`` inputs) on the sensitivity and gradient-flow pages. A model that fails to
-load is one line on each page; the others keep working. Models come only from these arguments and this
+Image models (``(H, W, 1|3)`` inputs, classification) appear on the saliency, adversarial, gradient-flow
+and "Which map to trust" pages; tabular models (``(F,)`` inputs) on the sensitivity and gradient-flow pages. A
+model that fails to load is one line on each page; the others keep working. Models come only from these arguments and this
 environment: nothing a visitor uploads is ever imported.
 """
 
@@ -56,6 +56,7 @@ PAGES = [
         icon=":material/account_tree:",
         url_path="gradflow",
     ),
+    st.Page("dashboard/trust.py", title="Which map to trust", icon=":material/verified:", url_path="trust"),
 ]
 
 

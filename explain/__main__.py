@@ -31,6 +31,8 @@ COMMANDS: dict[str, str] = {
     "gradflow": "Gradient flow: per-layer norms and the depth experiment.",
     "export": "Export a model as a jax.export artifact folder (StableHLO + params + metadata).",
     "serve": "Serve explanations over HTTP (KServe V1: predict, explain, attack).",
+    "evaluate": "Which map can I trust? Explanation-quality metrics per method: a table, CSV, JSON and a PNG report card.",
+    "attribute": "Attribute a whole dataset: shards, a Parquet index and a manifest; resumable.",
 }
 
 # Errors that mean "a bad argument" (a spec, a data file, an artifact), by module: a module that was never

@@ -38,6 +38,8 @@ PAGES = {
     "sensitivity": ("sensitivity", ("Global ranking", "Prediction:", "Strongest pairs:")),
     "adversarial": ("adversarial", ("Adversarial lab", "perturbation ×", "Compute the robustness curve")),
     "gradflow": ("gradflow", ("Chain rule and gradient flow", "at depth 10:", "σ′(z) ≤ 0.25 always")),
+    # The evaluation itself waits for its button (a minute on shapes_cnn's defaults): the offer is the last text.
+    "trust": ("trust", ("Which map to trust", "on the object", "the first run compiles", "Evaluate")),
 }
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")

@@ -9,6 +9,10 @@ One family per module, each pure and batched like the methods (:mod:`explain.sal
 * :mod:`~explain.metrics.localisation`: relevance mass and rank, pointing game, top-k
   intersection and ROC AUC against a ground-truth mask (pure array functions).
 * :mod:`~explain.metrics.complexity`: Gini sparseness and entropy (pure array functions).
+* :mod:`~explain.metrics.randomisation`: the model-parameter randomisation sanity check
+  (rerun a method with the layers re-drawn, top first; Spearman and SSIM per layer).
+* :mod:`~explain.metrics.report`: every metric of every method on one batch, as a table,
+  CSV, JSON and a PNG report card (``python -m explain evaluate``).
 
 Attributions are arrays shaped like ``x`` (or an :class:`~explain.saliency.Attribution`);
 image maps become per-pixel relevance with :func:`pixel_relevance` (``Σ_c |a|`` by default).
@@ -39,8 +43,20 @@ from explain.metrics.localisation import (
     relevance_rank,
     top_k_intersection,
 )
+from explain.metrics.randomisation import (
+    Randomisation,
+    parameter_randomisation,
+)
 from explain.metrics.relevance import (
     pixel_relevance,
+)
+from explain.metrics.report import (
+    DEFAULT_METRICS,
+    METRICS,
+    MetricInfo,
+    Report,
+    evaluate,
+    report_card,
 )
 from explain.metrics.stability import (
     local_lipschitz,
@@ -48,9 +64,15 @@ from explain.metrics.stability import (
 )
 
 __all__ = [
+    "DEFAULT_METRICS",
+    "METRICS",
     "Curve",
+    "MetricInfo",
+    "Randomisation",
+    "Report",
     "deletion",
     "entropy",
+    "evaluate",
     "faithfulness_correlation",
     "grow",
     "infidelity",
@@ -60,10 +82,12 @@ __all__ = [
     "mask_auc",
     "max_sensitivity",
     "noisy_linear_imputation",
+    "parameter_randomisation",
     "pixel_relevance",
     "pointing_game",
     "relevance_mass",
     "relevance_rank",
+    "report_card",
     "road",
     "sparseness",
     "top_k_intersection",

@@ -257,6 +257,12 @@ def create_app(model_specs: Sequence[str | specs.Resolved], *, settings: Setting
     @app.exception_handler(RequestValidationError)
     async def on_validation(request: Request, e: RequestValidationError) -> JSONResponse:
         first = e.errors()[0] if e.errors() else {"msg": "invalid request", "loc": ()}
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and kind != "application/json":
+            # FastAPI reads a body as JSON only when it says so; without the header it is a bare string.
+            got = f"Content-Type {kind!r}" if kind else "no Content-Type"
+            message = f"expected a JSON body with Content-Type: application/json, got {got}"
+            return JSONResponse(error_body(422, message, "Content-Type"), status_code=422)
         field = _field(first.get("loc", ()))
         message = f"{field}: {first['msg']}" if field else first["msg"]
         return JSONResponse(error_body(422, message, field), status_code=422)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
-PAGES = ("saliency", "sensitivity", "adversarial", "gradflow")
+PAGES = ("saliency", "sensitivity", "adversarial", "gradflow", "trust")
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -66,7 +66,7 @@ def test_gradflow_needs_exactly_one_mode_and_a_dataset(tmp_path, user_models, us
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("command", ["saliency", "sensitivity", "robustness", "gradflow"])
+@pytest.mark.parametrize("command", ["saliency", "sensitivity", "robustness", "gradflow", "evaluate", "export"])
 def test_every_command_reports_a_bad_spec_in_one_line(command, tmp_path, usage_error):
     out = {"saliency": "o.png", "sensitivity": "o.csv"}.get(command, "o")
     msg = usage_error([command, "--model", f"{tmp_path}/missing.py:make", "--out", str(tmp_path / out)])

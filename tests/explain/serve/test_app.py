@@ -278,6 +278,17 @@ def test_malformed_json_is_a_422_in_the_same_shape(client):
     assert r.status_code == 422 and set(r.json()["error"]) == {"code", "message", "field"}
 
 
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+def test_a_json_body_without_the_json_content_type_says_so(client, x, content_type):
+    """curl -d sends form encoding unless told otherwise: name the header instead of pydantic's type error."""
+    headers = {} if content_type is None else {"content-type": content_type}
+    body = json.dumps({"instances": x[:1].tolist()}).encode()
+    r = client.post(f"{DIGITS}:predict", content=body, headers=headers)
+    error = r.json()["error"]
+    assert r.status_code == 422 and error["field"] == "Content-Type"
+    assert error["message"].startswith("expected a JSON body with Content-Type: application/json, got ")
+
+
 def test_a_malformed_request_amid_good_ones_fails_alone(batching, digits, x):
     good = {"instances": x[:1].tolist(), "parameters": {"method": "gradient_x_input"}}
     bad = {"instances": x[:1].tolist(), "parameters": {"method": "gradient_x_input", "target": 99}}

@@ -6,11 +6,11 @@ import pytest
 
 import explain
 from explain import batch
-from explain.batch import MANIFEST, attribute_dataset
-from explain.saliency import registry
+from explain.batch import INDEX, MANIFEST, attribute_dataset
+from explain.batch import run as run_lib
 
 N, BATCH = 10, 4  # three shards, the last one padded from 2 rows to 4
-_CALL = registry.call  # the real one, wrapped by Flaky
+_SHARD = run_lib.attribute_shard  # the real one, wrapped by Flaky
 
 
 @pytest.fixture(scope="module")
@@ -32,21 +32,21 @@ def _shards(n: int) -> list[str]:
 
 
 class Flaky:
-    """``registry.call`` (the one call per shard) raising after ``fail_after`` shards: a crash mid-run."""
+    """``attribute_shard`` (the one call per shard) raising after ``fail_after`` shards: a crash mid-run."""
 
     def __init__(self, fail_after: int | None = None):
         self.fail_after, self.calls = fail_after, 0
 
-    def __call__(self, name, model, x, **kwargs):
+    def __call__(self, *args):
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise RuntimeError("simulated crash")
         self.calls += 1
-        return _CALL(name, model, x, **kwargs)
+        return _SHARD(*args)
 
 
 def _flaky(monkeypatch, fail_after: int | None = None) -> Flaky:
     flaky = Flaky(fail_after)
-    monkeypatch.setattr(registry, "call", flaky)
+    monkeypatch.setattr(run_lib, "attribute_shard", flaky)
     return flaky
 
 
@@ -65,12 +65,17 @@ def test_shards_equal_one_direct_call_on_a_memmap(linen_cnn, x, tmp_path):
     np.testing.assert_allclose(run.load(), direct.values, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(run.convergence_delta(), direct.convergence_delta, rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(run.steps(), direct.steps)
-    assert _files(out) == [MANIFEST, *_shards(3)]  # no temp files
+    assert _files(out) == [INDEX, MANIFEST, *_shards(3)]  # no temp files
     manifest = json.loads((out / MANIFEST).read_text())
     assert [s["rows"] for s in manifest["shards"]] == [4, 4, 2]
     assert manifest["settings"]["method"] == "integrated_gradients"
     assert manifest["settings"]["options"] == {"steps": 8}
     assert (manifest["settings"]["n"], manifest["settings"]["batch_size"]) == (N, BATCH)
+    index = run.index().to_pydict()  # one row per example, its IG completeness error and its shard
+    assert index["row"] == list(range(N)) and index["shard"] == [0] * 4 + [1] * 4 + [2] * 2
+    np.testing.assert_allclose(index["convergence_delta"], run.convergence_delta(), rtol=1e-6)
+    np.testing.assert_allclose(index["l1"], np.abs(run.load()).reshape(N, -1).sum(1), rtol=1e-5)
+    assert index["id"][3] == "row 3" and set(index["status"]) == {"ok"}
 
 
 def test_callable_method_slices_per_sample_targets(linen_cnn, x, y, tmp_path):
@@ -126,7 +131,7 @@ def test_resume_after_a_crash_recomputes_only_missing_shards(linen_cnn, x, tmp_p
     run = attribute_dataset(linen_cnn, x, out_dir=out, **kw)
     assert (run.completed, run.skipped, resumed.calls) == ((2,), (0, 1), 1)
     np.testing.assert_array_equal(run.load(), reference)
-    assert _files(out) == [MANIFEST, *_shards(3)]
+    assert _files(out) == [INDEX, MANIFEST, *_shards(3)]
 
     _flaky(monkeypatch, fail_after=0)
     again = attribute_dataset(linen_cnn, x, out_dir=out, **kw)
@@ -145,7 +150,7 @@ def test_resume_skips_only_listed_intact_shards(linen_cnn, x, tmp_path):
     np.testing.assert_array_equal(run.load(), reference)
 
 
-def test_random_method_folds_the_batch_index_so_resume_gives_the_same_noise(linen_cnn, x, key, tmp_path):
+def test_random_method_draws_by_global_row_so_resume_gives_the_same_noise(linen_cnn, x, key, tmp_path):
     kw = dict(method="smoothgrad", batch_size=BATCH, key=key, options={"n_samples": 2})
     full = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "full", **kw).load()
     out = tmp_path / "part"
@@ -156,11 +161,23 @@ def test_random_method_folds_the_batch_index_so_resume_gives_the_same_noise(line
     run = attribute_dataset(linen_cnn, x, out_dir=out, **kw)
     assert run.completed == (1, 2)
     np.testing.assert_array_equal(run.load(), full)
-    # batch i is drawn with fold_in(key, i): the first batch is one direct call with that key
-    first = explain.smoothgrad(linen_cnn, x[:BATCH], key=jax.random.fold_in(key, 0), n_samples=2)
-    np.testing.assert_allclose(full[:BATCH], first.values, rtol=1e-6, atol=1e-8)
+    # row i draws from the key by its global number: the shards are one direct call on the whole array
+    direct = explain.smoothgrad(linen_cnn, x, key=key, n_samples=2)
+    np.testing.assert_allclose(full, direct.values, rtol=1e-6, atol=1e-8)
     other = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "other", **{**kw, "key": jax.random.key(1)})
     assert not np.allclose(other.load(), full)
+
+
+@pytest.mark.parametrize(
+    "method, extra",
+    [("smoothgrad", {"options": {"n_samples": 3}}), ("expected_gradients", {"options": {"n_samples": 3}})],
+)
+def test_random_methods_do_not_depend_on_batch_size(linen_cnn, x, key, tmp_path, method, extra):
+    kw = dict(method=method, key=key, references=x[:4], **extra)
+    three = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "3", batch_size=3, **kw)
+    eight = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "8", batch_size=8, **kw)
+    np.testing.assert_allclose(three.load(), eight.load(), rtol=1e-6, atol=1e-7)
+    assert np.abs(three.load()).max() > 0
 
 
 @pytest.mark.parametrize(
