@@ -200,7 +200,7 @@ def _image(ctx: _Ctx, path: Path, *, max_bytes: int, max_pixels: int) -> Data:
     return Data(out[None], None, (path.name,), None, (), ctx.source)
 
 
-def _walk(root: Path) -> list[str]:
+def walk(root: Path) -> list[str]:
     """Every file under ``root`` as a sorted ``/``-separated relative path; hidden files and folders left out.
 
     ``os.walk`` does not follow symlinked folders, so a link loop cannot recurse forever.
@@ -238,7 +238,7 @@ def folder_labels(
 
 def _folder(ctx: _Ctx, root: Path, *, max_bytes: int, max_pixels: int) -> Data:
     shape = _need_image_model(ctx, "a folder of images")
-    files = _walk(root)
+    files = walk(root)
     pics = [f for f in files if Path(f).suffix.lower() in IMAGE_SUFFIXES]
     skipped = [
         (f, f"not an image: suffix {Path(f).suffix or '(none)'!r}, expected one of {', '.join(IMAGE_SUFFIXES)}")

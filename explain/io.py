@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +58,40 @@ def params_sha256(params: Any) -> str:
         h.update(f"{jax.tree_util.keystr(path)}:{value.dtype.str}:{value.shape};".encode())
         h.update(value.tobytes())
     return h.hexdigest()
+
+
+class FolderBusyError(ValueError):
+    """Another run holds the output folder."""
+
+
+@contextlib.contextmanager
+def exclusive_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Holds an exclusive lock on the folder ``path`` (created when missing) for the ``with`` block.
+
+    A POSIX ``flock`` on the folder itself: no lock file to clean up, and the kernel releases it when
+    the holder exits, ``kill -9`` included, so a crashed run never blocks its own resume. Two runs
+    writing one folder would interleave shards and manifests; the second one raises instead.
+
+    A folder this call created is removed again when the block leaves it empty (a job that failed
+    before its first write leaves nothing behind).
+
+    Raises:
+      FolderBusyError: another process (or another open of the folder in this one) holds it.
+    """
+    folder = Path(path)
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderBusyError(
+                f"{folder} is being written by another run; wait for it to finish or use another folder "
+                "(runs are never mixed)"
+            ) from None
+        yield folder
+    finally:
+        if created and not any(folder.iterdir()):  # a job that failed before writing leaves no trace
+            folder.rmdir()
+        os.close(fd)  # closing the descriptor releases the lock

@@ -55,7 +55,7 @@ from explain.batch.devices import Devices
 from explain.batch.sources import ArraySource, Shard, Source, open_source, prefetch
 from explain.checks import check_int, check_key
 from explain.gradients import forward, prepare
-from explain.io import atomic_write_bytes, atomic_write_text, params_sha256
+from explain.io import atomic_write_bytes, atomic_write_text, exclusive_folder, params_sha256
 from explain.model import Model, as_model
 from explain.saliency import registry
 from explain.saliency.attribution import Attribution
@@ -525,42 +525,47 @@ def attribute_dataset(
         "versions": _versions(),
     }
 
-    old = _read_manifest(out_dir, settings, fingerprint)
-    value_shape = None if old is None else old.get("value_shape")
-    done: dict[int, dict] = {}
-    if old is not None and value_shape is not None:
-        for entry in old.get("shards", []):
-            i = entry.get("index") if isinstance(entry, dict) else None
-            if isinstance(i, int) and 0 <= i < len(bounds) and _intact(out_dir, entry, value_shape):
-                done[i] = entry
-    skipped = tuple(sorted(done))
-    todo = [(i, a, b) for i, (a, b) in enumerate(bounds) if i not in done]
-    completed = []
-    classification = model.output_kind == "classification"
-    with chunking.progress(sum(b - a for _, a, b in todo), enabled=show_progress, desc="examples") as bar:
-        bar.unit = "ex"
-        for i, shard in prefetch(source, todo):
-            arrays = _compute(run_method, model, shard, rows, take_target, take_labels, i, classification)
-            if "values" in arrays:
-                shape = list(arrays["values"].shape[1:])
-                if value_shape is not None and shape != list(value_shape):
-                    raise ValueError(f"shard {i} has values of shape {shape} per sample, earlier shards {value_shape}")
-                if value_shape is None or not (out_dir / MANIFEST).exists():
-                    value_shape = shape
-                    _write_manifest(out_dir, header, value_shape, done)  # before the first shard: no orphan shards
-            elif not (out_dir / MANIFEST).exists():
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"expected out_dir to be a folder, got the file {out_dir}")
+    with exclusive_folder(out_dir):  # a second run on this folder raises instead of interleaving shards
+        old = _read_manifest(out_dir, settings, fingerprint)
+        value_shape = None if old is None else old.get("value_shape")
+        done: dict[int, dict] = {}
+        if old is not None and value_shape is not None:
+            for entry in old.get("shards", []):
+                i = entry.get("index") if isinstance(entry, dict) else None
+                if isinstance(i, int) and 0 <= i < len(bounds) and _intact(out_dir, entry, value_shape):
+                    done[i] = entry
+        skipped = tuple(sorted(done))
+        todo = [(i, a, b) for i, (a, b) in enumerate(bounds) if i not in done]
+        completed = []
+        classification = model.output_kind == "classification"
+        with chunking.progress(sum(b - a for _, a, b in todo), enabled=show_progress, desc="examples") as bar:
+            bar.unit = "ex"
+            for i, shard in prefetch(source, todo):
+                arrays = _compute(run_method, model, shard, rows, take_target, take_labels, i, classification)
+                if "values" in arrays:
+                    shape = list(arrays["values"].shape[1:])
+                    if value_shape is not None and shape != list(value_shape):
+                        raise ValueError(
+                            f"shard {i} has values of shape {shape} per sample, earlier shards {value_shape}"
+                        )
+                    if value_shape is None or not (out_dir / MANIFEST).exists():
+                        value_shape = shape
+                        _write_manifest(out_dir, header, value_shape, done)  # before the first shard: no orphan shards
+                elif not (out_dir / MANIFEST).exists():
+                    _write_manifest(out_dir, header, value_shape, done)
+                data = _npz_bytes(arrays)
+                path = atomic_write_bytes(shard_path(out_dir, i), data)
+                done[i] = {
+                    "index": i, "file": path.name, "rows": int(shard.rows.shape[0]), "sha256": _digest(data),
+                    "skipped": [[row, why] for row, _, why in shard.skipped],
+                }  # fmt: skip
                 _write_manifest(out_dir, header, value_shape, done)
-            data = _npz_bytes(arrays)
-            path = atomic_write_bytes(shard_path(out_dir, i), data)
-            done[i] = {
-                "index": i, "file": path.name, "rows": int(shard.rows.shape[0]), "sha256": _digest(data),
-                "skipped": [[row, why] for row, _, why in shard.skipped],
-            }  # fmt: skip
-            _write_manifest(out_dir, header, value_shape, done)
-            completed.append(i)
-            bar.update(int(shard.rows.shape[0]) + len(shard.skipped))
-    _write_index(out_dir, source, done)
-    return BatchRun(out_dir, len(bounds), tuple(completed), skipped)
+                completed.append(i)
+                bar.update(int(shard.rows.shape[0]) + len(shard.skipped))
+        _write_index(out_dir, source, done)
+        return BatchRun(out_dir, len(bounds), tuple(completed), skipped)
 
 
 def _compute(

@@ -159,7 +159,7 @@ class FolderSource:
 def folder(root: str | os.PathLike, model: Model) -> FolderSource:
     """The images under ``root``; raises :class:`explain.data.DataError` when there are none."""
     root = Path(root)
-    files = data._walk(root)  # the one listing rule of explain.data: recursive, sorted, hidden left out
+    files = data.walk(root)  # the one listing rule of explain.data: recursive, sorted, hidden left out
     pics = tuple(f for f in files if Path(f).suffix.lower() in data.IMAGE_SUFFIXES)
     others = tuple(
         (f, f"not an image: suffix {Path(f).suffix or '(none)'!r}, expected one of {', '.join(data.IMAGE_SUFFIXES)}")

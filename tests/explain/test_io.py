@@ -91,3 +91,19 @@ def test_never_touches_the_process_umask():
     ]
     assert calls == []
     assert "umask(" not in Path(explain.io.__file__).read_text()
+
+
+def test_exclusive_folder_refuses_a_second_holder_and_frees_on_exit(tmp_path):
+    from explain.io import FolderBusyError, exclusive_folder
+
+    folder = tmp_path / "out"
+    with exclusive_folder(folder) as held:
+        assert held == folder and folder.is_dir()
+        with pytest.raises(FolderBusyError, match=r"out is being written by another run"), exclusive_folder(folder):
+            pass
+    with exclusive_folder(folder):  # released on exit
+        (folder / "kept").write_text("x")
+    assert [p.name for p in folder.iterdir()] == ["kept"]  # no lock file left behind
+    with exclusive_folder(tmp_path / "new"):
+        pass
+    assert not (tmp_path / "new").exists()  # created and left empty: removed

@@ -280,3 +280,96 @@ def test_memory_budget_chunks_inside_shards_and_is_not_a_setting(linen_cnn, x, t
     np.testing.assert_allclose(small.load(), run.load(), rtol=1e-5, atol=1e-7)
     again = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "a", memory_budget=1, **kw)
     assert (again.completed, again.skipped) == ((), (0, 1, 2))  # same settings: nothing recomputed, nothing refused
+
+
+HOLD = """
+import sys, time
+from pathlib import Path
+from explain.io import exclusive_folder
+with exclusive_folder(sys.argv[1]):
+    Path(sys.argv[2]).touch()
+    time.sleep(120)
+"""
+
+
+def test_a_second_process_on_the_same_folder_is_refused_and_a_killed_one_frees_it(linen_cnn, x, tmp_path):
+    """Two runs on one out_dir never interleave; a run killed with SIGKILL never blocks its own resume."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    out, ready = tmp_path / "ig", tmp_path / "ready"
+    root = Path(explain.__file__).resolve().parents[1]
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out), str(ready)], cwd=root)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert holder.poll() is None and time.monotonic() < deadline, "the holder did not start"
+            time.sleep(0.05)
+        with pytest.raises(explain.io.FolderBusyError, match="is being written by another run"):
+            attribute_dataset(linen_cnn, x, method="vanilla_gradient", out_dir=out, batch_size=BATCH)
+        assert _files(out) == []
+    finally:
+        holder.kill()  # SIGKILL: the kernel drops the lock with the process
+        holder.wait()
+    run = attribute_dataset(linen_cnn, x, method="vanilla_gradient", out_dir=out, batch_size=BATCH)
+    assert run.load().shape == x.shape
+
+
+CRASHING_RUN = """
+import sys, time
+import numpy as np
+import explain
+from explain.batch import run as run_lib
+
+real = run_lib.attribute_shard
+
+def slow(*args):  # slow enough that the test can kill the run halfway
+    time.sleep(0.3)
+    return real(*args)
+
+run_lib.attribute_shard = slow
+x = np.load(sys.argv[2])
+explain.attribute_dataset("digits_cnn", x, method="smoothgrad", out_dir=sys.argv[1], batch_size=4,
+                          key=explain.batch.run.jax.random.key(0), options={"n_samples": 4})
+"""
+
+
+def _listed(out) -> int:
+    """Shards the manifest lists (0 before it exists); it is replaced atomically, so never read half-written."""
+    return len(json.loads((out / MANIFEST).read_text())["shards"]) if (out / MANIFEST).exists() else 0
+
+
+def test_a_run_killed_halfway_resumes_to_the_same_bits_as_an_uninterrupted_one(tmp_path):
+    """SIGKILL mid-run (no cleanup of any kind), then the same call again: every array equal to 0 ulp."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    x = np.asarray(explain.specs.resolve("digits_cnn").dataset.test.x[:40])
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "killed"
+    root = Path(explain.__file__).resolve().parents[1]
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_RUN, str(out), str(tmp_path / "x.npy")], cwd=root)
+    try:
+        deadline = time.monotonic() + 120
+        while _listed(out) < 3:
+            assert proc.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert 3 <= _listed(out) < 10  # killed halfway
+    kw = dict(method="smoothgrad", batch_size=4, key=jax.random.key(0), options={"n_samples": 4})
+    resumed = attribute_dataset("digits_cnn", x, out_dir=out, **kw)
+    assert len(resumed.skipped) >= 3  # the shards written before the kill were kept, not recomputed
+    whole = attribute_dataset("digits_cnn", x, out_dir=tmp_path / "whole", **kw)
+    np.testing.assert_array_equal(resumed.load(), whole.load())
+    for i in range(10):
+        with np.load(batch.shard_path(out, i)) as a, np.load(batch.shard_path(tmp_path / "whole", i)) as b:
+            assert sorted(a.files) == sorted(b.files)
+            for name in a.files:
+                np.testing.assert_array_equal(a[name], b[name])
