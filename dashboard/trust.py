@@ -18,7 +18,6 @@ import streamlit as st
 
 from dashboard import charts, common, state
 from explain.metrics import report as quality
-from explain.model import Model
 from explain.saliency import registry
 
 DEFAULT_METHODS = ("vanilla_gradient", "smoothgrad", "integrated_gradients", "grad_cam")
@@ -32,18 +31,6 @@ UNDEFINED = "#d9d9d9"  # grey: NaN (a metric undefined on every sample)
 
 
 # ----------------------------------------------------------------------------- the sample
-
-
-def runnable_methods(model: Model) -> list[str]:
-    """Registry names, in registry order, of the methods ``model`` can run (e.g. no Grad-CAM without layers)."""
-    ok = []
-    for name, info in registry.METHODS.items():
-        try:
-            info.check_model(model)
-        except ValueError:
-            continue
-        ok.append(name)
-    return ok
 
 
 def sample_masks(e: state.Entry, n: int) -> np.ndarray | None:
@@ -229,7 +216,7 @@ def main() -> None:
         st.info(f"{e.name} came without data: pass --data PATH after its --model to evaluate on real images.")
         return
     n, seed = controls(e)
-    runnable = runnable_methods(e.model)
+    runnable = list(registry.usable(e.model))
     # A row each: in half-width columns the chips of four methods were clipped.
     methods = st.multiselect(
         "Methods", runnable, default=[m for m in DEFAULT_METHODS if m in runnable], key="trust_methods",

@@ -447,18 +447,6 @@ def _check_options(
     return {k: dict(v) for k, v in options.items()}
 
 
-def _default_methods(model: Model) -> tuple[str, ...]:
-    """Every registered method the model can run."""
-    ok = []
-    for name, info in registry.METHODS.items():
-        try:
-            info.check_model(model)
-        except ValueError:
-            continue
-        ok.append(name)
-    return tuple(ok)
-
-
 # ----------------------------------------------------------------------------- timing
 
 
@@ -561,7 +549,7 @@ def evaluate(
     chunking.check_budget(memory_budget)
     xv = np.asarray(m.input_spec.validate(x, check_range=False))
     masks = _check_masks(masks, xv, m)
-    methods = _default_methods(m) if methods is None else _check_names("methods", methods, list(registry.METHODS))
+    methods = registry.usable(m) if methods is None else _check_names("methods", methods, list(registry.METHODS))
     for method in methods:
         registry.get(method).check_model(m)
     wanted = DEFAULT_METRICS if metrics is None else _check_names("metrics", metrics, list(METRICS))

@@ -267,6 +267,18 @@ METHODS: dict[str, MethodInfo] = {
 }
 
 
+def usable(model: Model) -> tuple[str, ...]:
+    """The registry names, in registry order, of the methods ``model`` can run (Grad-CAM needs layers, ...)."""
+    ok = []
+    for name, info in METHODS.items():
+        try:
+            info.check_model(model)
+        except ValueError:
+            continue
+        ok.append(name)
+    return tuple(ok)
+
+
 def get(name: str) -> MethodInfo:
     """The entry for ``name``; an unknown name raises ``ValueError`` listing the known ones."""
     if name not in METHODS:

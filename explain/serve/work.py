@@ -72,14 +72,7 @@ class Served:
 
 def serve(resolved: specs.Resolved) -> Served:
     """The registry methods ``resolved.model`` can run (Grad-CAM needs layers, Blur IG images, ...)."""
-    usable = []
-    for name, info in registry.METHODS.items():
-        try:
-            info.check_model(resolved.model)
-        except ValueError:
-            continue
-        usable.append(name)
-    return Served(resolved.name, resolved, tuple(usable))
+    return Served(resolved.name, resolved, registry.usable(resolved.model))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -110,3 +110,10 @@ def test_references_default_to_x_for_methods_that_draw_baselines(linen_cnn):
             given = registry.call(name, linen_cnn, x, target=1, key=key, references=x, **FAST.get(name, {})).values
             np.testing.assert_array_equal(default, given)
     assert "expected_gradients" in checked
+
+
+def test_usable_lists_what_each_model_can_run_in_registry_order(linen_cnn, nnx_mlp):
+    image = registry.usable(linen_cnn)
+    assert image == tuple(n for n in registry.METHODS if n in image) and "grad_cam" in image
+    tabular = registry.usable(nnx_mlp)  # a tabular model: no image-only methods
+    assert "vanilla_gradient" in tabular and "grad_cam" not in tabular and "blur_integrated_gradients" not in tabular
