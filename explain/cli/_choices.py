@@ -37,5 +37,36 @@ LABEL_CHOICES: tuple[str, ...] = ("predictions", "labels")
 # The keys of explain.primer.depth.ACTIVATIONS and INITS.
 DEPTH_ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu")
 DEPTH_INITS: tuple[str, ...] = ("normal", "glorot", "he", "lecun")
+# The keys of explain.metrics.report.METRICS, in order, and its DEFAULT_METRICS.
+METRICS: tuple[str, ...] = (
+    "deletion_auc",
+    "insertion_auc",
+    "road_morf",
+    "faithfulness_correlation",
+    "infidelity",
+    "max_sensitivity",
+    "local_lipschitz",
+    "relevance_mass",
+    "relevance_mass_grown",
+    "relevance_rank",
+    "pointing_game",
+    "top_k_intersection",
+    "mask_auc",
+    "sparseness",
+    "entropy",
+    "randomisation_spearman",
+    "randomisation_ssim",
+)
+DEFAULT_METRICS: tuple[str, ...] = (
+    "deletion_auc",
+    "insertion_auc",
+    "faithfulness_correlation",
+    "infidelity",
+    "relevance_mass",
+    "pointing_game",
+    "mask_auc",
+    "sparseness",
+    "entropy",
+)
 # explain.chunking.MEMORY_BUDGET (bytes).
 MEMORY_BUDGET: int = 256 * 2**20

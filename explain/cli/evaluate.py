@@ -26,37 +26,6 @@ from pathlib import Path
 
 from explain.cli import _args, _choices, _inputs
 
-# explain.metrics.report.METRICS and DEFAULT_METRICS, copied so that --help imports no JAX (a test checks them equal).
-METRIC_NAMES: tuple[str, ...] = (
-    "deletion_auc",
-    "insertion_auc",
-    "road_morf",
-    "faithfulness_correlation",
-    "infidelity",
-    "max_sensitivity",
-    "local_lipschitz",
-    "relevance_mass",
-    "relevance_mass_grown",
-    "relevance_rank",
-    "pointing_game",
-    "top_k_intersection",
-    "mask_auc",
-    "sparseness",
-    "entropy",
-    "randomisation_spearman",
-    "randomisation_ssim",
-)
-DEFAULT_METRIC_NAMES: tuple[str, ...] = (
-    "deletion_auc",
-    "insertion_auc",
-    "faithfulness_correlation",
-    "infidelity",
-    "relevance_mass",
-    "pointing_game",
-    "mask_auc",
-    "sparseness",
-    "entropy",
-)
 DEFAULT_OUT = Path("evaluate")  # the outputs go to DEFAULT_OUT / the model's name
 
 
@@ -76,10 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
         nargs="+",
-        choices=METRIC_NAMES,
+        choices=_choices.METRICS,
         default=None,
         metavar="METRIC",
-        help=f"metrics, one column each, of {', '.join(METRIC_NAMES)} (default: {', '.join(DEFAULT_METRIC_NAMES)}; "
+        help=f"metrics, one column each, of {', '.join(_choices.METRICS)} (default: {', '.join(_choices.DEFAULT_METRICS)}; "
         "stability and randomisation rerun each method, about 10x its cost)",
     )
     parser.add_argument("--seed", type=int, default=0, help="PRNG seed of the methods and the metrics")

@@ -7,7 +7,7 @@ own ``jax.jit``, and the target's value at ``x``. Nothing outside ``explain.metr
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -16,9 +16,10 @@ import numpy as np
 
 from explain import chunking
 from explain import targets as targets_lib
-from explain.checks import check_choice, check_finite_array
+from explain.checks import check_choice, check_finite_array, check_key
 from explain.gradients import Prepared, prepare
 from explain.model import Model
+from explain.saliency import registry
 from explain.targets import BoundTarget
 
 SCORES = ("prob", "logit", "log_prob")  # the values of explain.targets.Score
@@ -152,3 +153,23 @@ def draw_keys(key: jax.Array, ids: jax.Array, draws: jax.Array) -> jax.Array:
     """
     per_draw = jax.vmap(lambda d: jax.random.fold_in(key, d))(draws)
     return jax.vmap(lambda k: jax.vmap(lambda i: jax.random.fold_in(k, i))(ids))(per_draw)
+
+
+def check_method(model: Model, method: str, options: Any, key: Any, *, what: str) -> tuple[dict[str, Any], jax.Array]:
+    """``(options, key)`` for metrics that rerun a registry ``method``: all checked before any work."""
+    info = registry.get(method)
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"expected options as a mapping of {method}'s options, got {type(options).__name__}")
+    opts = dict(options or {})
+    info.check_options(opts)
+    info.check_model(model)
+    return opts, check_key(key, what=what)
+
+
+def frozen_target(model: Model, x: Any, target: Any, labels: Any, memory_budget: int | None) -> Any:
+    """A class target as the classes ``model`` chooses at ``x``, so reruns on other inputs or weights
+    explain the same class; any other target as it is."""
+    p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
+    if p.target.fn in targets_lib.FROZEN.values():
+        return targets_lib.Target(p.target.fn, p.target.name, classes=np.asarray(p.target.aux), needs="classes")
+    return target

@@ -71,10 +71,8 @@ from jaxtyping import Array, ArrayLike, Float
 from scipy import stats
 
 from explain import chunking
-from explain import targets as targets_lib
 from explain.arrays import Batch
-from explain.checks import check_key
-from explain.gradients import prepare
+from explain.metrics._common import check_method, frozen_target
 from explain.model import Model, as_model
 from explain.results import Result
 from explain.saliency import registry
@@ -269,14 +267,6 @@ def ssim(a: Float[ArrayLike, " n h w c"], b: Float[ArrayLike, " n h w c"]) -> Fl
 # ----------------------------------------------------------------------------- the check
 
 
-def _frozen_target(model: Model, x: Any, target: Any, labels: Any, memory_budget: int | None) -> Any:
-    """A class target as the classes the trained model chooses at ``x``; any other target as it is."""
-    p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
-    if p.target.fn in targets_lib.FROZEN.values():
-        return targets_lib.Target(p.target.fn, p.target.name, classes=np.asarray(p.target.aux), needs="classes")
-    return target
-
-
 def _check_layers(layers: Sequence[str] | None, groups: tuple[str, ...]) -> tuple[str, ...]:
     """The selected groups in forward order (all when ``None``)."""
     if layers is None:
@@ -333,18 +323,12 @@ def parameter_randomisation(
       Adebayo et al. NeurIPS 2018 (module docstring).
     """
     m = as_model(model)
-    info = registry.get(method)
-    if options is not None and not isinstance(options, Mapping):
-        raise TypeError(f"expected options as a mapping of {method}'s options, got {type(options).__name__}")
-    opts = dict(options or {})
-    info.check_options(opts)
-    info.check_model(m)
-    key = check_key(key, what="parameter_randomisation")
+    opts, key = check_method(m, method, options, key, what="parameter_randomisation")
     groups = parameter_groups(m)
     chosen = _check_layers(layers, groups)
     chunking.check_budget(memory_budget)
     xv = m.input_spec.validate(x, check_range=False)  # prepare and the method warn about the range
-    frozen = _frozen_target(m, xv, target, labels, memory_budget)
+    frozen = frozen_target(m, xv, target, labels, memory_budget)
     method_key = jax.random.fold_in(key, 1)
     redrawn = _redrawn_leaves(m, jax.random.fold_in(key, 0))  # every group at once: one compiled call
 

@@ -37,10 +37,9 @@ import numpy as np
 from jaxtyping import Array, Float
 
 from explain import chunking
-from explain import targets as targets_lib
 from explain.arrays import Batch
-from explain.checks import check_choice, check_float, check_int, check_key
-from explain.gradients import prepare
+from explain.checks import check_choice, check_float, check_int
+from explain.metrics._common import check_method, frozen_target
 from explain.model import Model, as_model
 from explain.saliency import registry
 
@@ -60,15 +59,6 @@ class _Setup:
     n_samples: int
 
 
-def _frozen_target(model: Model, x: Any, target: Any, labels: Any, memory_budget: int | None) -> tuple[Any, Any]:
-    """``(target, labels)`` to pass at every perturbed input: a class target as the classes chosen at ``x``."""
-    p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
-    if p.target.fn in targets_lib.FROZEN.values():
-        classes = np.asarray(p.target.aux)
-        return targets_lib.Target(p.target.fn, p.target.name, classes=classes, needs="classes"), labels
-    return target, labels
-
-
 def _setup(
     model: Model | Any,
     x: Batch,
@@ -84,18 +74,12 @@ def _setup(
     what: str,
 ) -> _Setup:
     m = as_model(model)
-    info = registry.get(method)
-    if options is not None and not isinstance(options, Mapping):
-        raise TypeError(f"expected options as a mapping of {method}'s options, got {type(options).__name__}")
-    opts = dict(options or {})
-    info.check_options(opts)
-    info.check_model(m)
-    key = check_key(key, what=what)
+    opts, key = check_method(m, method, options, key, what=what)
     radius = check_float("radius", radius)
     n_samples = check_int("n_samples", n_samples)
     chunking.check_budget(memory_budget)
     xv = m.input_spec.validate(x, check_range=False)  # prepare and the method warn about the range
-    method_target, method_labels = _frozen_target(m, xv, target, labels, memory_budget)
+    method_target, method_labels = frozen_target(m, xv, target, labels, memory_budget), labels
     method_key = jax.random.fold_in(key, 1)
 
     def call(points: Any) -> np.ndarray:

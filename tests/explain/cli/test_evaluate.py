@@ -10,14 +10,7 @@ import pytest
 
 from explain import specs
 from explain.__main__ import main
-from explain.cli import evaluate as command
 from explain.metrics import report
-
-
-def test_the_metric_names_for_help_equal_the_librarys():
-    """Copied so that ``--help`` imports no JAX; here they cannot drift."""
-    assert tuple(report.METRICS) == command.METRIC_NAMES
-    assert command.DEFAULT_METRIC_NAMES == report.DEFAULT_METRICS
 
 
 def test_evaluate_prints_the_table_and_writes_what_the_library_computes(tmp_path, capsys):

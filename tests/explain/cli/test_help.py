@@ -45,6 +45,7 @@ def test_choices_for_help_equal_the_librarys():
     from explain.adversarial.evaluation import LABEL_CHOICES
     from explain.adversarial.suite import SUITES
     from explain.chunking import MEMORY_BUDGET
+    from explain.metrics import report
     from explain.primer import depth
     from explain.saliency.registry import METHODS
     from explain.sensitivity import local
@@ -54,6 +55,7 @@ def test_choices_for_help_equal_the_librarys():
     assert _choices.SUITES == SUITES and _choices.LABEL_CHOICES == LABEL_CHOICES
     assert tuple(depth.ACTIVATIONS) == _choices.DEPTH_ACTIVATIONS and tuple(depth.INITS) == _choices.DEPTH_INITS
     assert _choices.MEMORY_BUDGET == MEMORY_BUDGET
+    assert tuple(report.METRICS) == _choices.METRICS and report.DEFAULT_METRICS == _choices.DEFAULT_METRICS
 
 
 HELP_WITHOUT_JAX = """
