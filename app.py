@@ -37,6 +37,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import common, config, state
+from explain import runtime
 
 log = logging.getLogger("dashboard")
 
@@ -67,7 +68,7 @@ def script_args() -> list[str]:
     return sys.argv[1:] if started_here else []
 
 
-state.enable_compilation_cache()
+runtime.configure()  # glibc malloc tunables and the persistent compilation cache
 st.set_page_config(page_title="Gradient explainability", page_icon=":material/insights:", layout="wide")
 try:
     state.configure(config.from_process(script_args(), os.environ))

@@ -96,7 +96,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--disk-cache", default="", help="persistent compilation cache folder (default: off)")
     args = parser.parse_args()
-    os.environ["DASHBOARD_JAX_CACHE"] = args.disk_cache  # read by app.py's first run
+    os.environ["EXPLAIN_JAX_CACHE"] = args.disk_cache  # read by app.py's first run
     cache = f"persistent compilation cache {args.disk_cache}" if args.disk_cache else "no persistent compilation cache"
     print(f"cpus: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, {cache}")
 

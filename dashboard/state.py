@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-from pathlib import Path
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 import streamlit as st
 
@@ -28,35 +25,9 @@ from explain.model import Model
 
 log = logging.getLogger(__name__)
 
-CACHE_ENV = "DASHBOARD_JAX_CACHE"  # a folder, or "" to turn the persistent compilation cache off
-DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "flax-explain" / "jax"
 # Rows (or image files) read from a --data path: enough for every page's sample (the robustness curve
 # takes 64, the sensitivity ranking 300) while a big folder still loads in seconds.
 DATA_LIMIT = 1000
-
-
-def enable_compilation_cache() -> Path | None:
-    """Turns on JAX's persistent compilation cache for the dashboard process, unless one is configured.
-
-    ``st.cache_resource`` keeps compiled functions for the life of the server; this keeps
-    them across restarts (and shares them between server processes), so a fresh server's
-    first page load skips most of XLA's work. ``$DASHBOARD_JAX_CACHE`` picks the folder;
-    empty turns it off. Cached executables are keyed by the computation, the jax/jaxlib
-    versions and the compile options, so a stale entry is never used.
-    """
-    if jax.config.jax_compilation_cache_dir:  # the user (or JAX_COMPILATION_CACHE_DIR) decided already
-        return Path(jax.config.jax_compilation_cache_dir)
-    folder = os.environ.get(CACHE_ENV, str(DEFAULT_CACHE))
-    if not folder:
-        return None
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # a read-only home must not stop the app
-        log.warning("no persistent compilation cache: %s", e)
-        return None
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
-    return Path(folder)
 
 
 # ----------------------------------------------------------------------------- which models

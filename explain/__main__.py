@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     """Runs one command; bad arguments exit with status 2 through ``parser.error`` (:class:`SystemExit`)."""
     parser, subparsers = build_parser()
     args = parser.parse_args(argv)
+    from explain import runtime  # after parsing: --help imports no JAX
+
+    runtime.configure()  # glibc malloc tunables and the persistent compilation cache, before any JAX work
     try:
         return int(importlib.import_module(f"explain.cli.{args.command}").run(args) or 0)
     except Exception as e:

@@ -8,7 +8,8 @@ imports JAX: a machine that only calls the service needs NumPy and ``httpx``.
   ``.npy`` (exact, and about a quarter of the JSON's size); a list of PNG/JPEG ``bytes`` as
   ``{"b64": ...}`` per image, converted by the server exactly as the dashboard converts uploads.
 - ``batch_size`` splits ``x`` into requests of at most that many instances (the server caps instances per
-  request); results are concatenated in order.
+  request); results are concatenated in order. :func:`attribute` (for batch jobs) sends them concurrently
+  with per-row random streams (``row_offset``), so its results do not depend on the split.
 - ``503`` (queue full) and ``429`` are retried at most ``retries`` times, each after the server's
   ``Retry-After`` (never longer than ``timeout``); every other failure raises :class:`ServiceError` with the
   server's one-line message and the field it names (``"parameters.steps"``, ``"instances[3]"``).
@@ -20,6 +21,7 @@ Examples (a server started with ``python -m explain serve --model digits_cnn``):
     client.models(url)                                   # ["digits_cnn"]
     ig = client.explain(url, "digits_cnn", x, steps=64)  # (N, 8, 8, 1), as explain.integrated_gradients
     sg = client.explain(url, "digits_cnn", x, method="smoothgrad", n_samples=16, seed=0, target=labels)
+    e = client.attribute(url, "digits_cnn", x, method="smoothgrad", seed=0, batch=32, concurrency=8)
     p = client.predict(url, "digits_cnn", x)             # p.outputs (N, 10), p.classes
     a = client.attack(url, "digits_cnn", x, attack="pgd", eps=0.1, labels=labels, steps=10)
 """
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import concurrent.futures
 import email.utils
 import io
 import json
@@ -347,13 +350,18 @@ def _bodies(
     parameters: Mapping[str, Any],
     per_row: Mapping[str, Any],
     top: tuple[str, ...],
+    row_offset: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One request body per span of ``x``: its instances, its slice of each per-row value (``top`` ones beside
-    ``instances``, the others in ``parameters``), and its own seed."""
+    ``instances``, the others in ``parameters``), and its own seed; or, with ``row_offset``, the one seed
+    and the global number of the span's first row (``parameters.row_offset``)."""
     for i, (a, b) in enumerate(spans):
         params = {k: _jsonable(v) for k, v in parameters.items() if v is not None}
         params.update({k: _jsonable(_take(v, a, b)) for k, v in per_row.items() if v is not None and k not in top})
-        if "seed" in params:
+        if row_offset is not None:
+            if row_offset + a:
+                params["row_offset"] = row_offset + a
+        elif "seed" in params:
             params["seed"] = _request_seed(int(params["seed"]), i)
         body: dict[str, Any] = {"instances": encode_instances(_take_x(x, a, b)), "parameters": params}
         body.update({k: _jsonable(_take(v, a, b)) for k, v in per_row.items() if v is not None and k in top})
@@ -438,6 +446,96 @@ def _explanation(answers: list[dict[str, Any]]) -> Explanation:
         method=str(answers[0].get("method", "")),
         options=dict(answers[0].get("options", {})),
     )
+
+
+# Methods that draw baselines from a reference set (the registry's ``needs_references``; a test checks).
+REFERENCE_METHODS = frozenset({"expected_gradients", "gradient_shap"})
+
+
+def attribute(
+    url: str,
+    model: str,
+    x: Shaped[np.ndarray, " n *features"],
+    *,
+    method: str = "integrated_gradients",
+    target: Any = None,
+    labels: Any = None,
+    seed: int | None = None,
+    row_offset: int = 0,
+    references: Shaped[np.ndarray, " m *features"] | None = None,
+    batch: int = 32,
+    concurrency: int = 4,
+    timeout: float = 60,
+    token: str | None = None,
+    retries: int = 10,
+    client: httpx.Client | None = None,
+    **options: Any,
+) -> Explanation:
+    """Attributions of a whole array (or a shard of one) computed remotely: what a batch job calls.
+
+    ``x`` is sent in requests of ``batch`` rows, at most ``concurrency`` in flight at once (each retried on
+    ``503``/``429`` after the server's ``Retry-After``, at most ``retries`` times); the answers are put back
+    in row order. Every request carries the one ``seed`` and its first row's global number
+    (``parameters.row_offset = row_offset + start``): the server draws row ``r`` of a random method from
+    ``fold_in(fold_in(jax.random.key(seed), s), r)``, as one library call on the whole array does. So the
+    result does not depend on ``batch`` or ``concurrency``, and a shard ``x = x_all[a:b]`` sent with
+    ``row_offset=a`` gets rows ``a:b`` of the result for ``x_all``:
+    ``registry.call(method, model, x_all, key=jax.random.key(seed), **options)`` (IG to float32 rounding,
+    ``∫₀¹ ∂F(x' + α(x − x'))/∂x dα · (x − x')``, Sundararajan et al., 2017). Methods whose draws are
+    shaped by the whole call (IG's ``baseline="uniform"``) are refused by the server (``422`` naming
+    ``parameters.row_offset``) when split.
+
+    Args:
+      url, model, method, target, labels, token, timeout: as :func:`explanation`.
+      x: ``(N, *input_shape)`` numbers, rows ``row_offset .. row_offset + N - 1`` of the job.
+      seed: the random methods' seed, the same for every request.
+      row_offset: the global number of ``x``'s first row (a shard's start).
+      references: Expected Gradients' reference set ``(m, *input_shape)``; default ``x`` itself, sent with
+        every request (the library's default for one call on ``x``; pass the job's references for a shard).
+      batch: rows per request (at most the server's ``--max-instances``).
+      concurrency: requests in flight at once (the server batches concurrent ones into one compiled call).
+      retries: how many times a request refused with ``503``/``429`` is sent again.
+      client: an ``httpx.Client`` (thread-safe; kept open), e.g. ``fastapi.testclient.TestClient``.
+      **options: the method's options, validated by the server.
+
+    Returns:
+      :class:`Explanation` with ``values (N, *input_shape)``, ``convergence_delta (N,)`` or ``None`` and
+      ``predictions (N, K)``, in the order of ``x``.
+
+    Raises:
+      ServiceError: the first refused request (others in flight finish, later ones are not sent).
+      ValueError: a bad argument here.
+
+    Example:
+      >>> e = attribute(url, "digits_cnn", x[1000:2000], row_offset=1000, method="smoothgrad", seed=0)
+    """
+    _check_call(url, timeout, retries, batch)
+    if not (isinstance(row_offset, int) and row_offset >= 0):
+        raise ValueError(f"expected row_offset >= 0 (the global number of x's first row), got {row_offset!r}")
+    if not (isinstance(concurrency, int) and concurrency >= 1):
+        raise ValueError(f"expected concurrency >= 1 requests in flight, got {concurrency!r}")
+    if _is_images(x):
+        raise ValueError("expected x as an (N, *input_shape) array; attribute sends numbers, not image files")
+    n = _n_instances(x)
+    if references is None and method in REFERENCE_METHODS:
+        references = np.asarray(x)
+    per_row = {"target": _per_row("target", target, n), "labels": _per_row("labels", labels, n)}
+    parameters = {"method": method, "seed": seed, "output": "npy", "references": references, **options}
+    bodies = list(_bodies(x, _spans(n, batch), parameters, per_row, top=(), row_offset=row_offset))
+    target_url, headers = f"{_model_url(url, model)}:explain", _auth(token)
+    with _session(client, timeout) as c, concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+
+        def send(body: dict[str, Any]) -> dict[str, Any]:
+            return _request(c, "POST", target_url, headers=headers, body=body, retries=retries, timeout=timeout)
+
+        futures = [pool.submit(send, b) for b in bodies]
+        try:
+            answers = [f.result() for f in futures]
+        except BaseException:
+            for f in futures:  # the first failure is raised; requests not yet sent are not sent
+                f.cancel()
+            raise
+    return _explanation(answers)
 
 
 def explain(
@@ -571,11 +669,13 @@ def model_info(
 
 
 __all__ = [
+    "REFERENCE_METHODS",
     "AttackOutput",
     "Explanation",
     "Prediction",
     "ServiceError",
     "attack",
+    "attribute",
     "decode_array",
     "decode_npy",
     "encode_instances",

@@ -12,7 +12,7 @@ import models
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
-os.environ.setdefault("DASHBOARD_JAX_CACHE", str(ROOT / "build" / "jax-cache"))  # see tests/dashboard/conftest.py
+os.environ.setdefault("EXPLAIN_JAX_CACHE", str(ROOT / "build" / "jax-cache"))  # see tests/dashboard/conftest.py
 TIMEOUT = 60  # first run compiles the forward and backward passes
 
 

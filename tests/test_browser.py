@@ -75,7 +75,7 @@ def serve(extra_env: dict[str, str]):
     # Shares the persistent compilation cache that the AppTest tests fill (tests/dashboard/conftest.py).
     env = {
         **os.environ,
-        "DASHBOARD_JAX_CACHE": os.environ.get("DASHBOARD_JAX_CACHE", str(ROOT / "build" / "jax-cache")),
+        "EXPLAIN_JAX_CACHE": os.environ.get("EXPLAIN_JAX_CACHE", str(ROOT / "build" / "jax-cache")),
         **extra_env,
     }
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -21,8 +21,17 @@ atomically (:func:`explain.io.atomic_write_bytes`). The manifest records the set
 of them, provenance (the model spec, versions, engine, devices) and the shards completed so far, each
 with its file's sha256. A rerun with the same settings skips the listed shards whose file is intact
 (a missing or corrupt one is recomputed); a rerun with other settings in the same ``out_dir`` raises
-naming the changed settings instead of mixing two runs (``memory_budget``, ``devices`` and
-``show_progress`` change how, not what, is computed, so they are not settings).
+naming the changed settings instead of mixing two runs. How shards are stored is a setting
+(``values_dtype="float16"``, ``compress=True``); ``memory_budget``, ``devices``, ``engine`` and
+``show_progress`` change how, not what, is computed, so they are not, and neither are ``heatmaps``
+(:mod:`explain.batch.heatmaps`: a rerun with them draws the missing maps from the shards on disk).
+
+Engines. ``engine="local"`` computes here, reading the next shard in a background thread
+(:func:`explain.batch.sources.prefetch`); ``engine="ray"`` hands the same per-shard code to a Ray Data
+stage of stateful workers (:mod:`explain.batch.ray_engine`) while this process keeps the lock, the
+manifest and the index, so shard ``i`` holds the same bytes whichever engine wrote it and a run moves
+between them. :attr:`BatchRun.seconds` says where a call's time went (waiting for data, computing,
+writing).
 
 Example:
   >>> run = attribute_dataset(m, x_memmap, method="integrated_gradients", out_dir="ig", options={"steps": 32})
@@ -41,15 +50,17 @@ import io
 import json
 import os
 import platform
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jax
 import numpy as np
 
 from explain import chunking, specs, targets
 from explain.arrays import ArrayLike
+from explain.batch import heatmaps as heatmaps_lib
 from explain.batch import index as index_lib
 from explain.batch.devices import Devices
 from explain.batch.sources import ArraySource, Shard, Source, open_source, prefetch
@@ -81,12 +92,25 @@ class BatchRun:
       n_shards: ``ceil(N / batch_size)``.
       completed: indices of the shards computed by this call.
       skipped: indices of the shards found intact from an earlier run and reused.
+      seconds: where THIS call's wall time went: ``"total"``; ``"wait"``, blocked on the source for the
+        next shard's rows (reading and decoding the prefetch did not hide); ``"compute"``, the method and
+        the forward pass; ``"write"``, encoding and writing shards, heatmaps, the manifest and the index.
+        With ``engine="ray"`` the last three are worker-seconds summed over the workers (each worker reads
+        its own shard, so its ``"wait"`` is the whole read), and ``"stream"`` is the driver's time blocked
+        on the result stream; :attr:`wait_share` is comparable across engines.
     """
 
     out_dir: Path
     n_shards: int
     completed: tuple[int, ...]
     skipped: tuple[int, ...]
+    seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def wait_share(self) -> float:
+        """``wait / (wait + compute + write)``: the share of working time spent waiting for data (0 if none)."""
+        busy = sum(self.seconds.get(k, 0.0) for k in ("wait", "compute", "write"))
+        return self.seconds.get("wait", 0.0) / busy if busy > 0 else 0.0
 
     def _field(self, name: str) -> np.ndarray | None:
         parts = []
@@ -335,11 +359,89 @@ def _check_x(model: Model, source: Source, batch: int) -> None:
 
 # ----------------------------------------------------------------------------- manifest and shards
 
+ValuesDtype = Literal["float32", "float16"]
+VALUES_DTYPES: tuple[str, ...] = ("float32", "float16")
 
-def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+
+@dataclasses.dataclass(frozen=True)
+class Output:
+    """How each shard is stored.
+
+    ``values_dtype`` is the dtype of the stored ``values`` only (``"float16"`` halves the files; the index
+    statistics are computed from the float32 values before the cast); ``compress`` writes
+    ``np.savez_compressed``; ``heatmaps`` also writes one PNG per row (:mod:`explain.batch.heatmaps`),
+    drawn signed when the method's maps are signed.
+    """
+
+    values_dtype: ValuesDtype = "float32"
+    compress: bool = False
+    heatmaps: bool = False
+    signed: bool = False
+
+
+def _npz_bytes(arrays: Mapping[str, np.ndarray], compress: bool = False) -> bytes:
     buf = io.BytesIO()
-    np.savez(buf, **arrays)
+    (np.savez_compressed if compress else np.savez)(buf, **arrays)
     return buf.getvalue()
+
+
+def _stored(arrays: Mapping[str, np.ndarray], values_dtype: str) -> dict[str, np.ndarray]:
+    """``arrays`` as a shard file holds them: ``values`` cast to ``values_dtype``, the rest unchanged."""
+    if "values" not in arrays:
+        return dict(arrays)
+    return {**arrays, "values": np.asarray(arrays["values"]).astype(values_dtype, copy=False)}
+
+
+def value_shape_of(arrays: Mapping[str, np.ndarray]) -> list[int] | None:
+    """The per-row shape of a shard's values, ``None`` for a shard whose every file was skipped."""
+    return list(arrays["values"].shape[1:]) if "values" in arrays else None
+
+
+def write_shard(out_dir: Path, i: int, shard: Shard, arrays: Mapping[str, np.ndarray], output: Output) -> dict:
+    """Writes shard ``i`` (and its heatmaps) atomically; its manifest entry, to be listed only afterwards."""
+    stored = _stored(arrays, output.values_dtype)
+    data = _npz_bytes(stored, output.compress)
+    path = atomic_write_bytes(shard_path(out_dir, i), data)
+    if output.heatmaps and "values" in stored:  # before the manifest lists the shard: a crash redoes both
+        heatmaps_lib.render(out_dir, stored["values"], stored["row"], signed=output.signed)
+    return {
+        "index": i, "file": path.name, "rows": int(shard.rows.shape[0]), "sha256": _digest(data),
+        "skipped": [[row, why] for row, _, why in shard.skipped],
+    }  # fmt: skip
+
+
+@dataclasses.dataclass
+class Ledger:
+    """The manifest as a run goes: the shards listed so far, rewritten atomically after each one."""
+
+    out_dir: Path
+    header: dict[str, Any]
+    value_shape: list[int] | None
+    done: dict[int, dict]
+
+    def _write(self) -> None:
+        _write_manifest(self.out_dir, self.header, self.value_shape, self.done)
+
+    def check(self, i: int, shape: list[int] | None) -> None:
+        """Raises when shard ``i``'s values do not have the shape of the earlier shards'."""
+        if shape is not None and self.value_shape is not None and shape != list(self.value_shape):
+            raise ValueError(f"shard {i} has values of shape {shape} per sample, earlier shards {self.value_shape}")
+
+    def open(self, shape: list[int] | None) -> None:
+        """Writes the manifest before the first shard file, so no shard is ever on disk without one."""
+        if shape is not None and self.value_shape is None:
+            self.value_shape = shape
+            self._write()
+        elif not (self.out_dir / MANIFEST).exists():
+            self._write()
+
+    def add(self, entry: dict, shape: list[int] | None) -> None:
+        """Lists a written shard."""
+        self.check(entry["index"], shape)
+        if shape is not None and self.value_shape is None:
+            self.value_shape = shape
+        self.done[entry["index"]] = entry
+        self._write()
 
 
 def _write_manifest(out_dir: Path, header: dict[str, Any], value_shape: Any, done: dict[int, dict]) -> None:
@@ -409,7 +511,48 @@ def _write_index(out_dir: Path, source: Source, done: Mapping[int, dict]) -> Non
     index_lib.write(out_dir, index_lib.table(shards(), source.id, skipped))
 
 
+# ----------------------------------------------------------------------------- timing
+
+
+class Clock:
+    """Seconds per stage, summed: ``with clock("compute"): ...``."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {"wait": 0.0, "compute": 0.0, "write": 0.0}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - start
+
+    def waited(self, items: Iterable[Any], stage: str = "wait") -> Iterator[Any]:
+        """``items``, the time blocked on each ``next`` counted under ``stage``."""
+        it = iter(items)
+        while True:
+            with self(stage):
+                item = next(it, _END)
+            if item is _END:
+                return
+            yield item
+
+
+_END = object()
+
+
 # ----------------------------------------------------------------------------- public
+
+
+def build_method(
+    model: Model, name: str, options: Mapping[str, Any], key: Any, references: Any, memory_budget: int | None,
+    devices: int | None,
+) -> Method:  # fmt: skip
+    """The :class:`Method` of checked arguments on this process's first ``devices`` local devices."""
+    info = registry.get(name)
+    compiled = _core(model, name, info, options)
+    return Method(name, info, dict(options), key, references, memory_budget, Devices.local(devices), compiled)
 
 
 def attribute_dataset(
@@ -428,6 +571,12 @@ def attribute_dataset(
     devices: int | None = None,
     show_progress: bool = False,
     spec: str | None = None,
+    values_dtype: ValuesDtype = "float32",
+    compress: bool = False,
+    heatmaps: bool = False,
+    engine: Literal["local", "ray"] = "local",
+    address: str | None = None,
+    workers: int | None = None,
 ) -> BatchRun:
     """Attributes every sample of ``x`` shard by shard, writing one file per shard (module doc).
 
@@ -452,30 +601,56 @@ def attribute_dataset(
         results depend on ``batch_size``. Ignored by the other methods.
       options: the method's own keyword options, e.g. ``{"steps": 64}``; validated before any work.
       memory_budget: bytes per compiled call on each device (default :data:`explain.chunking.MEMORY_BUDGET`).
-      devices: how many of ``jax.devices()`` share each compiled call (default all); not a setting.
+      devices: how many of ``jax.devices()`` share each compiled call (default all; with ``engine="ray"``,
+        each worker's own devices); not a setting.
       show_progress: a tqdm bar over examples, with rate and ETA.
-      spec: the model's spec string for the manifest when ``model`` is already resolved (provenance only).
+      spec: the model's spec string when ``model`` is already resolved: provenance, and what each Ray
+        worker resolves.
+      values_dtype: ``"float32"`` (default) or ``"float16"``, the dtype the shards store ``values`` in
+        (statistics in the index are computed before the cast); a setting.
+      compress: write shards with ``np.savez_compressed`` (default ``False``); a setting.
+      heatmaps: also write ``out_dir/heatmaps/{row:08d}.png`` per usable row (image models; not a
+        setting: a rerun with it renders the missing PNGs from the shards on disk).
+      engine: ``"local"`` (default: this process, every local device) or ``"ray"`` (a Ray Data stage of
+        stateful workers, :mod:`explain.batch.ray_engine`; needs ``pip install flax-explain[ray]`` and a
+        model given by spec string, and writes the same shards). Not a setting.
+      address: with ``engine="ray"``, the cluster to join (``"host:port"``, or ``"auto"``); default: the
+        Ray instance this process already runs, else a new local one.
+      workers: with ``engine="ray"``, how many workers (default: one per GPU of the cluster, else per node).
 
     Returns:
-      :class:`BatchRun`; ``.load()`` gives the values ``(N, ...)``, ``.index()`` the index table.
+      :class:`BatchRun`; ``.load()`` gives the values ``(N, ...)``, ``.index()`` the index table,
+      ``.seconds`` where this call's time went.
 
     Raises:
       ValueError / TypeError: before any work or compilation, for a bad model, ``x``, ``batch_size``,
-      ``memory_budget``, ``devices``, method name or option, a missing key or reference set, per-sample
-      arrays of the wrong length, or an ``out_dir`` holding a run with other settings.
+      ``memory_budget``, ``devices``, ``values_dtype``, ``engine``, method name or option, a missing key or
+      reference set, per-sample arrays of the wrong length, an ``out_dir`` holding a run with other
+      settings, or ``engine="ray"`` without a spec string or with an ``address`` that does not answer.
       explain.data.DataError: a path that cannot be read (an empty folder, a table missing columns).
+      ImportError: ``engine="ray"`` without Ray installed.
     """
+    start = time.perf_counter()
+    if engine not in ("local", "ray"):
+        raise ValueError(f"expected engine to be 'local' or 'ray', got {engine!r}")
+    if values_dtype not in VALUES_DTYPES:
+        raise ValueError(f"expected values_dtype to be one of {list(VALUES_DTYPES)}, got {values_dtype!r}")
     if isinstance(model, str):
         spec, model = model, specs.resolve(model)
+    if engine == "ray":
+        from explain.batch import ray_engine  # Ray is an optional extra: imported only when asked for
+
+        ray_engine.check(spec, x, address, workers)
     model = as_model(model)
     batch_size = check_int("batch_size", batch_size)
     chunking.check_budget(memory_budget)
-    mesh = Devices.local(devices)
     name = _method_name(method)
     info = registry.get(name)
     options = _check_options(name, dict(options or {}))
     options_record = _canonical(options, "options")
     info.check_model(model)
+    if heatmaps:
+        heatmaps_lib.check(model.input_spec.shape, target)
     uses_key = info.accepts_key and (info.needs_key or key is not None)
     key = check_key(key, what=repr(name)) if uses_key else None
     if info.needs_references:
@@ -488,13 +663,14 @@ def attribute_dataset(
         references = np.asarray(references)
     else:
         references = None
+    # The Ray driver never computes: its devices are not checked or used (each worker checks its own).
+    run_method = build_method(model, name, options, key, references, memory_budget, devices if engine == "local" else 1)
     source = open_source(x, model)
     _check_x(model, source, batch_size)
     n = source.n
     rows = min(batch_size, n)
     take_target, take_labels = _slicer("target", target, n), _slicer("labels", labels, n)
-    compiled = _core(model, name, info, options)
-    run_method = Method(name, info, options, key, references, memory_budget, mesh, compiled)
+    output = Output(values_dtype, bool(compress), bool(heatmaps), bool(info.signed))
     settings = {
         "method": name,
         "options": options_record,
@@ -509,11 +685,15 @@ def attribute_dataset(
         "labels": _canonical(labels, "labels"),
         "key": _canonical(key, "key") if uses_key else None,
         "references": None if references is None else _array_record(references),
+        "values_dtype": values_dtype,
+        "compress": bool(compress),
     }
     fingerprint = _fingerprint(settings)
     out_dir = Path(out_dir)
     bounds = list(chunking.chunk_bounds(n, rows))
     # Provenance, not settings: the same weights reached by name or object, on any devices, resume alike.
+    mesh = run_method.devices
+    where = {"name": "local", "path": run_method.engine, "devices": mesh.count, "device_kind": mesh.kind}
     header = {
         "format": FORMAT,
         "fingerprint": fingerprint,
@@ -521,12 +701,13 @@ def attribute_dataset(
         "n_shards": len(bounds),
         "spec": spec,
         "source": os.fspath(x) if isinstance(x, (str, os.PathLike)) else None,
-        "engine": {"name": "local", "path": run_method.engine, "devices": mesh.count, "device_kind": mesh.kind},
+        "engine": where,
         "versions": _versions(),
     }
 
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"expected out_dir to be a folder, got the file {out_dir}")
+    clock = Clock()
     with exclusive_folder(out_dir):  # a second run on this folder raises instead of interleaving shards
         old = _read_manifest(out_dir, settings, fingerprint)
         value_shape = None if old is None else old.get("value_shape")
@@ -537,42 +718,59 @@ def attribute_dataset(
                 if isinstance(i, int) and 0 <= i < len(bounds) and _intact(out_dir, entry, value_shape):
                     done[i] = entry
         skipped = tuple(sorted(done))
+        if heatmaps:
+            with clock("write"):  # maps of shards computed earlier without them (heatmaps are not a setting)
+                for i in skipped:
+                    if done[i]["rows"]:
+                        heatmaps_lib.complete(out_dir, out_dir / done[i]["file"], signed=output.signed)
         todo = [(i, a, b) for i, (a, b) in enumerate(bounds) if i not in done]
-        completed = []
+        ledger = Ledger(out_dir, header, value_shape, done)
         classification = model.output_kind == "classification"
         with chunking.progress(sum(b - a for _, a, b in todo), enabled=show_progress, desc="examples") as bar:
             bar.unit = "ex"
-            for i, shard in prefetch(source, todo):
-                arrays = _compute(run_method, model, shard, rows, take_target, take_labels, i, classification)
-                if "values" in arrays:
-                    shape = list(arrays["values"].shape[1:])
-                    if value_shape is not None and shape != list(value_shape):
-                        raise ValueError(
-                            f"shard {i} has values of shape {shape} per sample, earlier shards {value_shape}"
-                        )
-                    if value_shape is None or not (out_dir / MANIFEST).exists():
-                        value_shape = shape
-                        _write_manifest(out_dir, header, value_shape, done)  # before the first shard: no orphan shards
-                elif not (out_dir / MANIFEST).exists():
-                    _write_manifest(out_dir, header, value_shape, done)
-                data = _npz_bytes(arrays)
-                path = atomic_write_bytes(shard_path(out_dir, i), data)
-                done[i] = {
-                    "index": i, "file": path.name, "rows": int(shard.rows.shape[0]), "sha256": _digest(data),
-                    "skipped": [[row, why] for row, _, why in shard.skipped],
-                }  # fmt: skip
-                _write_manifest(out_dir, header, value_shape, done)
-                completed.append(i)
-                bar.update(int(shard.rows.shape[0]) + len(shard.skipped))
-        _write_index(out_dir, source, done)
-        return BatchRun(out_dir, len(bounds), tuple(completed), skipped)
+            if engine == "local":
+                completed = _run_local(
+                    run_method, model, source, todo, rows, take_target, take_labels, classification, output,
+                    ledger, clock, bar,
+                )  # fmt: skip
+            else:
+                job = ray_engine.Job(
+                    spec=spec, method=name, options=options, key=key, references=references,
+                    memory_budget=memory_budget, devices=devices, target=target, labels=labels, n=n, rows=rows,
+                    classification=classification, out_dir=str(out_dir.resolve()), output=output,
+                )  # fmt: skip
+                completed = ray_engine.run(job, x, todo, ledger, clock, bar, address=address, workers=workers)
+        with clock("write"):
+            _write_index(out_dir, source, done)
+        seconds = {**clock.seconds, "total": time.perf_counter() - start}
+        return BatchRun(out_dir, len(bounds), tuple(completed), skipped, seconds)
+
+
+def _run_local(
+    method: Method, model: Model, source: Source, todo: list[tuple[int, int, int]], rows: int,
+    take_target: Callable, take_labels: Callable, classification: bool, output: Output, ledger: Ledger,
+    clock: Clock, bar: Any,
+) -> list[int]:  # fmt: skip
+    """The local engine's loop: the next shard read ahead in a thread, each computed here and listed."""
+    completed = []
+    for i, shard in clock.waited(prefetch(source, todo)):
+        with clock("compute"):
+            arrays = _compute(method, model, shard, rows, take_target, take_labels, i, classification)
+        with clock("write"):
+            shape = value_shape_of(arrays)
+            ledger.check(i, shape)
+            ledger.open(shape)  # before the first shard: no orphan shards
+            ledger.add(write_shard(ledger.out_dir, i, shard, arrays, output), shape)
+        completed.append(i)
+        bar.update(int(shard.rows.shape[0]) + len(shard.skipped))
+    return completed
 
 
 def _compute(
     method: Method, model: Model, shard: Shard, rows: int, take_target: Callable, take_labels: Callable, i: int,
     classification: bool,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """One shard's arrays: its usable rows padded to ``rows``, attributed, trimmed."""
+    """One shard's arrays: its usable rows padded to ``rows``, attributed, trimmed (float32 values)."""
     if shard.rows.shape[0] == 0:
         return _empty_arrays()
     xb, ids = _pad(shard.x, rows), _pad(shard.rows, rows)

@@ -40,6 +40,9 @@ DEPTH_INITS: tuple[str, ...] = ("normal", "glorot", "he", "lecun")
 # The keys of explain.metrics.report.METRICS, in order, and its DEFAULT_METRICS.
 METRICS: tuple[str, ...] = (
     "deletion_auc",
+    "deletion_ratio_random",
+    "deletion_auc_blur",
+    "deletion_blur_ratio_random",
     "insertion_auc",
     "road_morf",
     "faithfulness_correlation",

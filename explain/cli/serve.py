@@ -5,6 +5,7 @@ Examples (one model on loopback; two models warmed up before readiness; batching
     python -m explain serve --model digits_cnn
     python -m explain serve --model shapes_cnn --model friedman1_mlp --warmup --port 8080
     python -m explain serve --model shapes_cnn --max-batch 1 --max-delay-ms 0
+    python -m explain serve --model shapes_cnn --max-steps 256 --max-samples 64 --max-instances 64
     python -m explain serve --model shapes_cnn --host 0.0.0.0 --token-file /run/secrets/explain-token
 
 Then ``curl localhost:8080/v1/models/digits_cnn`` and ``POST /v1/models/digits_cnn:explain`` with
@@ -19,6 +20,7 @@ import ipaddress
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from explain.cli import _args
 
@@ -63,6 +65,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: no token; loopback only)",
     )
     parser.add_argument("--max-body-mb", type=_args.positive_float, default=16.0, help="largest request body (413)")
+    caps = parser.add_argument_group("per-request caps (a request over one gets 422 naming the cap and its flag)")
+    caps.add_argument("--max-instances", type=_args.at_least(1), default=256, metavar="N", help="instances per request")
+    caps.add_argument(
+        "--max-steps",
+        type=_args.at_least(1),
+        default=1024,
+        metavar="N",
+        help="path methods' steps, start_steps and max_steps, and the attack iterations (steps) of pgd and apgd",
+    )
+    caps.add_argument(
+        "--max-samples", type=_args.at_least(1), default=256, metavar="N",
+        help="n_samples of the random methods (smoothgrad, vargrad, expected_gradients, gradient_shap, ...)",
+    )  # fmt: skip
+    caps.add_argument(
+        "--max-rows-per-instance", type=_args.at_least(1), default=8192, metavar="N",
+        help="model rows one instance may cost in one call (e.g. smoothgrad's n_samples x the wrapped IG's steps), "
+        "so combinations of options cannot get round the other caps",
+    )  # fmt: skip
+    caps.add_argument("--max-restarts", type=_args.at_least(1), default=10, metavar="N", help="attack restarts")
 
 
 def _non_negative(text: str) -> float:
@@ -109,21 +130,33 @@ def _finish_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
 
 
-def run(args: argparse.Namespace) -> int:
-    token = read_token(args.token_file, args.host)
-    import uvicorn
+def make_settings(args: argparse.Namespace, token: str | None) -> Any:
+    """The :class:`explain.serve.Settings` of the parsed flags (imports no JAX)."""
+    from explain.serve.settings import Settings
 
-    from explain.serve import Settings, create_app
-
-    settings = Settings(
+    return Settings(
         max_batch=args.max_batch,
         max_delay_ms=args.max_delay_ms,
         max_queue=args.max_queue,
         timeout_s=args.timeout_s,
         max_body_bytes=int(args.max_body_mb * 2**20),
+        max_instances=args.max_instances,
+        max_steps=args.max_steps,
+        max_samples=args.max_samples,
+        max_rows_per_instance=args.max_rows_per_instance,
+        max_restarts=args.max_restarts,
         token=token,
         warmup=args.warmup,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    token = read_token(args.token_file, args.host)
+    import uvicorn
+
+    from explain.serve import create_app
+
+    settings = make_settings(args, token)
     try:
         app = create_app(args.model, settings=settings)
     except ValueError as e:

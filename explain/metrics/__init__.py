@@ -10,7 +10,8 @@ One family per module, each pure and batched like the methods (:mod:`explain.sal
   intersection and ROC AUC against a ground-truth mask (pure array functions).
 * :mod:`~explain.metrics.complexity`: Gini sparseness and entropy (pure array functions).
 * :mod:`~explain.metrics.randomisation`: the model-parameter randomisation sanity check
-  (rerun a method with the layers re-drawn, top first; Spearman and SSIM per layer).
+  (rerun a method with the layers re-drawn, top first; Spearman and SSIM per layer) and
+  data randomisation (retrain on permuted labels, against a true-label retrain).
 * :mod:`~explain.metrics.report`: every metric of every method on one batch, as a table,
   CSV, JSON and a PNG report card (``python -m explain evaluate``).
 
@@ -25,11 +26,14 @@ from explain.metrics.complexity import (
 )
 from explain.metrics.faithfulness import (
     Curve,
+    SubsetDrops,
     deletion,
     faithfulness_correlation,
     infidelity,
     insertion,
+    perturbation_drops,
     road,
+    subset_drops,
 )
 from explain.metrics.imputation import (
     linear_imputation,
@@ -44,7 +48,9 @@ from explain.metrics.localisation import (
     top_k_intersection,
 )
 from explain.metrics.randomisation import (
+    DataRandomisation,
     Randomisation,
+    data_randomisation,
     parameter_randomisation,
 )
 from explain.metrics.relevance import (
@@ -67,9 +73,12 @@ __all__ = [
     "DEFAULT_METRICS",
     "METRICS",
     "Curve",
+    "DataRandomisation",
     "MetricInfo",
     "Randomisation",
     "Report",
+    "SubsetDrops",
+    "data_randomisation",
     "deletion",
     "entropy",
     "evaluate",
@@ -83,6 +92,7 @@ __all__ = [
     "max_sensitivity",
     "noisy_linear_imputation",
     "parameter_randomisation",
+    "perturbation_drops",
     "pixel_relevance",
     "pointing_game",
     "relevance_mass",
@@ -90,5 +100,6 @@ __all__ = [
     "report_card",
     "road",
     "sparseness",
+    "subset_drops",
     "top_k_intersection",
 ]

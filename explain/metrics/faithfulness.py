@@ -41,7 +41,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -362,14 +362,30 @@ def road(
 
 
 # ----------------------------------------------------------------------------- faithfulness correlation
+#
+# The model's half (the output drop per random subset) does not depend on the map: `subset_drops` computes it
+# once, and `faithfulness_correlation(..., drops=...)` reuses it for every map of the same inputs and key.
 
 
-def correlation_chunk(
+def _random_subsets(key: Any, ids: Int[Array, " n"], subsets: Int[Array, " c"], n_units: int, size: int) -> jax.Array:
+    """Pure: ``(c, n, size)`` units drawn per (subset, sample) from ``fold_in(fold_in(key, s), i)``: the ``size``
+    largest of ``U`` uniform draws (ties in order of position)."""
+    keys = common.draw_keys(key, ids, subsets)  # (c, n)
+    u = jax.vmap(jax.vmap(lambda k: jax.random.uniform(k, (n_units,))))(keys)
+    return jnp.argsort(-u, axis=-1, stable=True)[..., :size].astype(jnp.int32)
+
+
+def _as_mask(units: Int[Array, " c n k"], n_units: int) -> Bool[Array, " c n u"]:
+    c, n, k = units.shape
+    flat = units.reshape(c * n, k)
+    return jnp.zeros((c * n, n_units), bool).at[jnp.arange(c * n)[:, None], flat].set(True).reshape(c, n, n_units)
+
+
+def drops_chunk(
     apply: Callable,
     params: Any,
     x: Float[Array, " n *features"],
     target: BoundTarget,
-    attributions: Float[Array, " n *features"],
     baseline: Float[Array, " n *features"],
     fx: Float[Array, " n"],
     ids: Int[Array, " n"],
@@ -379,27 +395,44 @@ def correlation_chunk(
     key: Any,
     size: int,
     patch: int,
-    reduce: str,
     n_columns: int,
-) -> Float[Array, " n s 2"]:
-    """Pure: per random subset ``S`` of ``size`` units, ``(Σ_{u∈S} R_u, F(x) - F(x with S := baseline))``."""
+) -> tuple[Float[Array, " n s"], Float[Array, " n s k"]]:
+    """Pure: ``F(x) - F(x with S := baseline)`` per random subset ``S`` of ``size`` units, and ``S``'s units,
+    each in its column (the units as floats: exact below 2²⁴)."""
     shape = x.shape[1:]
-    image = len(shape) == 3
     uid, n_units = unit_ids(shape, patch)
-    r = unit_relevance(reduce_channels(attributions, image=image, reduce=reduce), jnp.asarray(uid), n_units)
-    keys = common.draw_keys(key, ids, subsets)  # (c, n)
-    u = jax.vmap(jax.vmap(lambda k: jax.random.uniform(k, (n_units,))))(keys)
-    chosen = ranks(u.reshape(-1, n_units)).reshape(u.shape) < size  # (c, n, U): `size` random units
-    pix = chosen[..., jnp.asarray(uid)]
-    pts = jnp.where(pix[..., None] if image else pix, baseline[None], x[None])
+    units = _random_subsets(key, ids, subsets, n_units, size)
+    pix = _as_mask(units, n_units)[..., jnp.asarray(uid)]
+    pts = jnp.where(pix[..., None] if len(shape) == 3 else pix, baseline[None], x[None])
     drop = fx[None] - common.stacked_scores(apply, params, pts, target)
-    total = jnp.sum(jnp.where(chosen, r[None], 0), axis=-1)
-    return common.scatter_columns(jnp.stack([total, drop], axis=-1), subsets, weights, n_columns)
+    return (
+        common.scatter_columns(drop, subsets, weights, n_columns),
+        common.scatter_columns(units.astype(jnp.float32), subsets, weights, n_columns),
+    )
 
 
-_correlation_chunk = jax.jit(
-    correlation_chunk, static_argnums=0, static_argnames=("size", "patch", "reduce", "n_columns")
-)
+def _unit_relevance(attributions: Float[Array, " n *features"], *, patch: int, reduce: str) -> Float[Array, " n u"]:
+    shape = attributions.shape[1:]
+    uid, n_units = unit_ids(shape, patch)
+    return unit_relevance(
+        reduce_channels(attributions, image=len(shape) == 3, reduce=reduce), jnp.asarray(uid), n_units
+    )
+
+
+_drops_chunk = jax.jit(drops_chunk, static_argnums=0, static_argnames=("size", "patch", "n_columns"))
+_unit_relevance_jit = jax.jit(_unit_relevance, static_argnames=("patch", "reduce"))
+
+
+class SubsetDrops(NamedTuple):
+    """The model's half of :func:`faithfulness_correlation`, shared by every map of the same inputs.
+
+    Attributes:
+      drops: ``(N, S)`` ``F(x) - F(x_{S := baseline})`` per random subset.
+      units: ``(N, S, k)`` the ``k`` units (pixels, patches or features, flat index) of each subset.
+    """
+
+    drops: Float[np.ndarray, " n s"]
+    units: Int[np.ndarray, " n s k"]
 
 
 def pearson(a: Float[Array, " n s"], b: Float[Array, " n s"]) -> Float[Array, " n"]:
@@ -409,6 +442,69 @@ def pearson(a: Float[Array, " n s"], b: Float[Array, " n s"]) -> Float[Array, " 
     den = np.sqrt((a * a).sum(1) * (b * b).sum(1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, (a * b).sum(1) / den, np.nan)
+
+
+def _subset_size(model: Model, subset_fraction: float, patch: int) -> int:
+    subset_fraction = check_float("subset_fraction", subset_fraction, maximum=1.0)
+    _, n_units = unit_ids(tuple(model.input_spec.shape), patch)
+    size = int(round(subset_fraction * n_units))
+    if size < 1:
+        raise ValueError(f"expected subset_fraction to pick at least one of {n_units} units, got {subset_fraction:g}")
+    return size
+
+
+def _check_drops(drops: Any, n: int, n_draws: int, made_by: str) -> np.ndarray:
+    arr = np.asarray(drops, np.float64)
+    if arr.shape != (n, n_draws):
+        raise ValueError(
+            f"expected drops of shape {(n, n_draws)} from {made_by} with the same settings, got {arr.shape}"
+        )
+    return arr
+
+
+def subset_drops(
+    model: Model | Any,
+    x: Batch,
+    *,
+    key: jax.Array,
+    target: Any = None,
+    labels: Any = None,
+    n_subsets: int = 64,
+    subset_fraction: float = 0.1,
+    baseline: str | float | Batch = "zero",
+    patch: int = 1,
+    score: Score | None = None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
+) -> SubsetDrops:
+    """The model's half of :func:`faithfulness_correlation`: ``F(x) - F(x_{S := baseline})`` per random subset.
+
+    The subsets depend on ``key``, the sample's index, ``n_subsets``, ``subset_fraction`` and
+    ``patch`` only, not on any map: pass the result as ``drops=`` to score many maps of the
+    same ``x`` with one set of forward passes (:func:`explain.metrics.evaluate` does).
+
+    Returns:
+      :class:`SubsetDrops`: ``(N, n_subsets)`` output drops and ``(N, n_subsets, k)`` the subsets' units, on
+      the host (``N · n_subsets · k`` int32: 27 MB for 256 ``shapes`` images, 64 subsets of 410 pixels).
+      Arguments as :func:`faithfulness_correlation`.
+    """
+    m = as_model(model)
+    key = check_key(key, what="faithfulness_correlation")
+    n_subsets = check_int("n_subsets", n_subsets, minimum=2)
+    size = _subset_size(m, subset_fraction, patch)
+    x = m.input_spec.validate(x, check_range=False)  # prepare (in bind) warns about the range, once
+    b = common.check_baseline(baseline, x)
+    p = common.bind(m, x, target=target, labels=labels, score=score, default="logit", memory_budget=memory_budget)
+    fx = common.scores_at(p, memory_budget)
+    batch, per_call = chunking.plan(p.n, common.forward_rows(p, memory_budget), n_subsets)
+    fn = functools.partial(
+        _drops_chunk, p.model.apply, p.model.params, key=key, size=size, patch=patch, n_columns=n_subsets
+    )
+    drops, units = chunking.map_rows(
+        fn, p.x, p.target, b, fx, np.arange(p.n, dtype=np.int32), batch=batch,
+        draws=np.arange(n_subsets, dtype=np.int32), per_call=per_call, show_progress=show_progress, desc="subsets",
+    )  # fmt: skip
+    return SubsetDrops(drops, np.rint(units).astype(np.int32))
 
 
 def faithfulness_correlation(
@@ -425,6 +521,7 @@ def faithfulness_correlation(
     patch: int = 1,
     reduce: Reduce = "sum",
     score: Score | None = None,
+    drops: SubsetDrops | None = None,
     memory_budget: int | None = None,
     show_progress: bool = False,
 ) -> Float[Array, " n"]:
@@ -441,6 +538,8 @@ def faithfulness_correlation(
       n_subsets: subsets per sample (at least 2).
       subset_fraction: the share of units in each subset, in ``(0, 1]``.
       score: default ``"logit"`` for class targets (module docstring).
+      drops: :func:`subset_drops` of the same ``x``, ``key`` and settings, to skip the forward passes
+        (then ``target``, ``labels``, ``baseline`` and ``score`` are those ``drops`` were made with).
       (others as :func:`deletion`)
 
     Returns:
@@ -452,52 +551,74 @@ def faithfulness_correlation(
     m = as_model(model)
     key = check_key(key, what="faithfulness_correlation")
     n_subsets = check_int("n_subsets", n_subsets, minimum=2)
-    subset_fraction = check_float("subset_fraction", subset_fraction, maximum=1.0)
     check_reduce(reduce)
-    uid, n_units = unit_ids(tuple(m.input_spec.shape), patch)
-    size = int(round(subset_fraction * n_units))
-    if size < 1:
-        raise ValueError(f"expected subset_fraction to pick at least one of {n_units} units, got {subset_fraction:g}")
-    x = m.input_spec.validate(x, check_range=False)  # prepare (in bind) warns about the range, once
-    a = common.check_attributions(attributions, x)
-    b = common.check_baseline(baseline, x)
-    p = common.bind(m, x, target=target, labels=labels, score=score, default="logit", memory_budget=memory_budget)
-    fx = common.scores_at(p, memory_budget)
-    batch, per_call = chunking.plan(p.n, common.forward_rows(p, memory_budget), n_subsets)
-    fn = functools.partial(
-        _correlation_chunk, p.model.apply, p.model.params,
-        key=key, size=size, patch=patch, reduce=reduce, n_columns=n_subsets,
-    )  # fmt: skip
-    table = chunking.map_rows(
-        fn, p.x, p.target, a, b, fx, np.arange(p.n, dtype=np.int32), batch=batch,
-        draws=np.arange(n_subsets, dtype=np.int32), per_call=per_call, show_progress=show_progress, desc="subsets",
-    )  # fmt: skip
-    return jnp.asarray(pearson(table[..., 0], table[..., 1]).astype(p.x.dtype))
+    size = _subset_size(m, subset_fraction, patch)
+    xv = m.input_spec.validate(x, check_range=False)
+    a = common.check_attributions(attributions, xv)
+    if drops is None:
+        drops = subset_drops(
+            m, xv, key=key, target=target, labels=labels, n_subsets=n_subsets, subset_fraction=subset_fraction,
+            baseline=baseline, patch=patch, score=score, memory_budget=memory_budget, show_progress=show_progress,
+        )  # fmt: skip
+    if not isinstance(drops, SubsetDrops):
+        raise TypeError(f"expected drops from subset_drops (a SubsetDrops), got {type(drops).__name__}")
+    table = _check_drops(drops.drops, len(xv), n_subsets, "subset_drops")
+    if drops.units.shape != (len(xv), n_subsets, size):
+        raise ValueError(f"expected subsets of {size} units from subset_drops, got units {drops.units.shape}")
+    rows = chunking.FORWARD_ROWS_PER_ROW * chunking.rows_per_chunk(m, memory_budget=memory_budget, dtype=xv.dtype)
+    r = chunking.map_rows(functools.partial(_unit_relevance_jit, patch=patch, reduce=reduce), a, batch=rows)
+    sums = np.take_along_axis(np.asarray(r, np.float64)[:, None, :], drops.units, axis=2).sum(axis=-1)  # (N, S)
+    return jnp.asarray(pearson(sums, table).astype(xv.dtype))
 
 
 # ----------------------------------------------------------------------------- infidelity
+#
+# As for the correlation: the output changes under the perturbations do not depend on the map, so
+# `perturbation_drops` computes them once and `infidelity(..., drops=...)` reuses them for every map.
 
 
-def infidelity_chunk(
+def _perturbations(key: Any, ids: Int[Array, " n"], draws: Int[Array, " c"], shape: tuple, dtype: Any) -> jax.Array:
+    """Pure: ``(c, n, *shape)`` standard normal perturbations from ``fold_in(fold_in(key, draw), sample)``."""
+    keys = common.draw_keys(key, ids, draws)  # (c, n)
+    return jax.vmap(jax.vmap(lambda k: jax.random.normal(k, shape, dtype)))(keys)
+
+
+def perturbation_drops_chunk(
     apply: Callable,
     params: Any,
     x: Float[Array, " n *features"],
     target: BoundTarget,
-    attributions: Float[Array, " n *features"],
-    baseline: Float[Array, " n *features"],
     fx: Float[Array, " n"],
     ids: Int[Array, " n"],
     draws: Int[Array, " c"],
     weights: Float[Array, " c"],
     *,
     key: Any,
-    noise_std: float | Float[Array, " "],
+    noise_std: float | Float[Array, ""],
+    n_columns: int,
+) -> Float[Array, " n s"]:
+    """Pure: ``Δ = F(x) - F(x - I)`` per perturbation ``I`` (``noise_std`` times the draw's normals), in its column."""
+    noise = noise_std * _perturbations(key, ids, draws, x.shape[1:], x.dtype)
+    delta = fx[None] - common.stacked_scores(apply, params, x[None] - noise, target)  # (c, n)
+    return common.scatter_columns(delta, draws, weights, n_columns)
+
+
+def infidelity_chunk(
+    x: Float[Array, " n *features"],
+    attributions: Float[Array, " n *features"],
+    baseline: Float[Array, " n *features"],
+    deltas: Float[Array, " n s"],
+    ids: Int[Array, " n"],
+    draws: Int[Array, " c"],
+    weights: Float[Array, " c"],
+    *,
+    key: Any,
+    noise_std: float | Float[Array, ""],
     by_inputs: bool,
 ) -> Float[Array, " n 4"]:
-    """Pure: ``Σ_draws (p², p·Δ, Δ², (p - Δ)²)`` per sample with ``p = Iᵀa`` and ``Δ = F(x) - F(x - I)``."""
-    keys = common.draw_keys(key, ids, draws)  # (c, n)
-    noise = noise_std * jax.vmap(jax.vmap(lambda k: jax.random.normal(k, x.shape[1:], x.dtype)))(keys)
-    delta = fx[None] - common.stacked_scores(apply, params, x[None] - noise, target)  # (c, n)
+    """Pure: ``Σ_draws (p², p·Δ, Δ², (p - Δ)²)`` per sample with ``p = Iᵀa`` and ``Δ`` the draw's column of ``deltas``."""
+    noise = noise_std * _perturbations(key, ids, draws, x.shape[1:], x.dtype)
+    delta = jnp.take(deltas, draws, axis=1).T.astype(x.dtype)  # (c, n)
     if by_inputs:
         # Captum's multiply_by_inputs: the perturbation in units of (x - baseline), a zero denominator taken as 1.
         span = x - baseline
@@ -507,7 +628,47 @@ def infidelity_chunk(
     return jnp.einsum("c,cnk->nk", weights.astype(terms.dtype), terms)
 
 
-_infidelity_chunk = jax.jit(infidelity_chunk, static_argnums=0, static_argnames="by_inputs")
+_perturbation_drops_chunk = jax.jit(perturbation_drops_chunk, static_argnums=0, static_argnames="n_columns")
+_infidelity_chunk = jax.jit(infidelity_chunk, static_argnames="by_inputs")
+
+
+def perturbation_drops(
+    model: Model | Any,
+    x: Batch,
+    *,
+    key: jax.Array,
+    target: Any = None,
+    labels: Any = None,
+    n_samples: int = 32,
+    noise_std: float = 0.1,
+    score: Score | None = None,
+    memory_budget: int | None = None,
+    show_progress: bool = False,
+) -> Float[np.ndarray, " n s"]:
+    """The model's half of :func:`infidelity`: ``F(x) - F(x - I)`` per perturbation ``I ~ N(0, noise_std² 𝟙)``.
+
+    The perturbations depend on ``key``, the sample's index and ``noise_std`` only, not on any
+    map: pass the result as ``drops=`` to score many maps of the same ``x`` with one set of
+    forward passes (:func:`explain.metrics.evaluate` does).
+
+    Returns:
+      ``(N, n_samples)`` output changes on the host. Arguments as :func:`infidelity`.
+    """
+    m = as_model(model)
+    key = check_key(key, what="infidelity")
+    n_samples = check_int("n_samples", n_samples)
+    noise_std = check_float("noise_std", noise_std)
+    x = m.input_spec.validate(x, check_range=False)  # prepare (in bind) warns about the range, once
+    p = common.bind(m, x, target=target, labels=labels, score=score, default="logit", memory_budget=memory_budget)
+    fx = common.scores_at(p, memory_budget)
+    batch, per_call = chunking.plan(p.n, common.forward_rows(p, memory_budget), n_samples)
+    fn = functools.partial(
+        _perturbation_drops_chunk, p.model.apply, p.model.params, key=key, noise_std=noise_std, n_columns=n_samples
+    )
+    return chunking.map_rows(
+        fn, p.x, p.target, fx, np.arange(p.n, dtype=np.int32), batch=batch,
+        draws=np.arange(n_samples, dtype=np.int32), per_call=per_call, show_progress=show_progress, desc="perturbations",
+    )  # fmt: skip
 
 
 def infidelity(
@@ -523,6 +684,7 @@ def infidelity(
     baseline: str | float | Batch | None = None,
     normalize: bool = False,
     score: Score | None = None,
+    drops: Float[np.ndarray, " n s"] | None = None,
     memory_budget: int | None = None,
     show_progress: bool = False,
 ) -> Float[Array, " n"]:
@@ -545,6 +707,8 @@ def infidelity(
       baseline: ``None``, or ``"zero"``, a number, one sample or ``(N, *input_shape)``.
       normalize: apply Captum's β.
       score: default ``"logit"`` for class targets (module docstring).
+      drops: :func:`perturbation_drops` of the same ``x``, ``key``, ``n_samples`` and ``noise_std``, to skip
+        the forward passes (then ``target``, ``labels`` and ``score`` are those ``drops`` were made with).
       (others as :func:`deletion`)
 
     Returns:
@@ -559,22 +723,25 @@ def infidelity(
     noise_std = check_float("noise_std", noise_std)
     if not isinstance(normalize, bool):
         raise TypeError(f"expected normalize to be a bool, got {type(normalize).__name__}")
-    x = m.input_spec.validate(x, check_range=False)  # prepare (in bind) warns about the range, once
-    a = common.check_attributions(attributions, x)
-    b = common.check_baseline("zero" if baseline is None else baseline, x)
-    p = common.bind(m, x, target=target, labels=labels, score=score, default="logit", memory_budget=memory_budget)
-    fx = common.scores_at(p, memory_budget)
-    batch, per_call = chunking.plan(p.n, common.forward_rows(p, memory_budget), n_samples)
-    fn = functools.partial(
-        _infidelity_chunk, p.model.apply, p.model.params, key=key, noise_std=noise_std, by_inputs=baseline is not None
-    )
+    xv = m.input_spec.validate(x, check_range=False)
+    a = common.check_attributions(attributions, xv)
+    b = common.check_baseline("zero" if baseline is None else baseline, xv)
+    if drops is None:
+        drops = perturbation_drops(
+            m, xv, key=key, target=target, labels=labels, n_samples=n_samples, noise_std=noise_std, score=score,
+            memory_budget=memory_budget, show_progress=show_progress,
+        )  # fmt: skip
+    deltas = _check_drops(drops, len(xv), n_samples, "perturbation_drops").astype(xv.dtype)
+    rows = chunking.rows_per_chunk(m, memory_budget=memory_budget, dtype=xv.dtype)
+    batch, per_call = chunking.plan(len(xv), chunking.FORWARD_ROWS_PER_ROW * rows, n_samples)
+    fn = functools.partial(_infidelity_chunk, key=key, noise_std=noise_std, by_inputs=baseline is not None)
     sums = chunking.map_rows(
-        fn, p.x, p.target, a, b, fx, np.arange(p.n, dtype=np.int32), batch=batch,
-        draws=np.arange(n_samples, dtype=np.int32), per_call=per_call, show_progress=show_progress, desc="perturbations",
+        fn, xv, a, b, deltas, np.arange(len(xv), dtype=np.int32), batch=batch,
+        draws=np.arange(n_samples, dtype=np.int32), per_call=per_call,
     ).astype(np.float64)  # fmt: skip
     pp, pd, dd, err = sums.T
     if normalize:
         beta = pd / np.where(pp == 0, 1, pp)
         # Captum's expansion of E[(βp - Δ)²]; clamped at 0 against its rounding.
         err = np.maximum(beta * beta * pp - 2 * beta * pd + dd, 0.0)
-    return jnp.asarray((err / n_samples).astype(p.x.dtype))
+    return jnp.asarray((err / n_samples).astype(xv.dtype))

@@ -17,6 +17,29 @@ gradients are unaffected), and the result composes with ``jit``/``vmap``.
 ReLUs inside control flow (``scan``, ``cond``, ``remat``) are left unchanged;
 a model with no ``jax.nn.relu`` at all raises a clear error.
 
+Max-pooling ties (Deconvnet only). Zeiler & Fergus reconstruct through each
+max-pool with "switches": the location of the maximum in each window, recorded
+in the forward pass, receives the whole signal. Which location is a matter of
+convention only where the window has ties, and after a ReLU ties are the
+common case (on ``shapes_cnn`` 52–80% of the 2×2 windows are all zero).
+Deconvnet ignores the ReLU's mask, so those ties reach the input map: JAX's
+gradient of a ``reduce_max`` (``x.reshape(...).max(axes)``, how
+``models.modules.max_pool_2x2`` pools) splits the signal evenly among tied
+positions, while PyTorch's ``max_pool2d`` (hence Captum's ``Deconvolution``)
+routes it all to the first. Under the ``"deconvnet"`` rule every floating
+``reduce_max`` is therefore replaced too, by a max whose pullback sends ``g``
+to one switch per window: the first maximum in row-major order of the
+reduced axes (``jnp.argmax``), as the paper and PyTorch do. This also applies
+to a global max over a feature map (the window is the whole map), where
+PyTorch's ``amax`` splits evenly instead: ``benchmarks/captum_parity.py``
+reports Captum with and without a first-maximum ``amax`` (relative L2 2e-7
+with, 3e-2 without, on ``shapes_cnn``; 0.51 before switches).
+``lax.reduce_window`` max-pooling (``flax.linen.max_pool``) needs no rewrite:
+its gradient (``select_and_scatter_add`` with ``ge``) already routes to the
+first maximum of each window. Guided Backprop and the plain gradient keep
+JAX's own max gradient: their ReLU mask zeroes a tied window of zeros anyway,
+and ties between positive values have measure zero.
+
 The rewritten function is a :class:`ModifiedApply`, a frozen dataclass of
 ``(apply, rule)``: equal for equal fields, so it is hashable as a static
 ``jax.jit`` argument without any cache. The cores differentiate it with
@@ -31,12 +54,15 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import jax
 import jax.extend.core as jcore
 import jax.numpy as jnp
+from jax import lax
 from jaxtyping import Array, Float
 
 from explain.arrays import Batch
@@ -63,9 +89,66 @@ def _relu_with(backward: Callable[[jax.Array, jax.Array], jax.Array]) -> Callabl
     return relu
 
 
+def _to_windows(x: jax.Array, axes: tuple[int, ...]) -> jax.Array:
+    """``x`` with the reduced ``axes`` moved last and flattened, in row-major order: ``(*kept, window)``."""
+    kept = [d for d in range(x.ndim) if d not in axes]
+    return jnp.transpose(x, (*kept, *axes)).reshape(*(x.shape[d] for d in kept), -1)
+
+
+def _from_windows(w: jax.Array, shape: tuple[int, ...], axes: tuple[int, ...]) -> jax.Array:
+    """Inverse of :func:`_to_windows` for an array of ``shape``."""
+    kept = [d for d in range(len(shape)) if d not in axes]
+    perm = (*kept, *axes)
+    w = w.reshape(*(shape[d] for d in perm))
+    return jnp.transpose(w, tuple(perm.index(d) for d in range(len(shape))))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _switch_max(x: jax.Array, axes: tuple[int, ...], window: tuple[int, ...]) -> jax.Array:
+    return lax.reduce_max(x, axes)
+
+
+def _switch_max_fwd(x: jax.Array, axes: tuple[int, ...], window: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
+    switches = jnp.argmax(_to_windows(x, axes), axis=-1)  # (*kept,) recorded in the forward pass, as in the paper
+    return lax.reduce_max(x, axes), switches
+
+
+def _switch_max_bwd(
+    axes: tuple[int, ...], window: tuple[int, ...], switches: jax.Array, g: jax.Array
+) -> tuple[jax.Array]:
+    routed = jax.nn.one_hot(switches, math.prod(window), dtype=g.dtype) * g[..., None]  # (*kept, window)
+    shape = [*g.shape]
+    for d, n in zip(axes, window):
+        shape.insert(d, n)
+    return (_from_windows(routed, tuple(shape), axes),)
+
+
+_switch_max.defvjp(_switch_max_fwd, _switch_max_bwd)
+
+
+def switch_max(x: Float[Array, " *shape"], axes: tuple[int, ...]) -> jax.Array:
+    """``lax.reduce_max(x, axes)`` whose pullback routes ``g`` to one switch per window.
+
+    The switch is the first maximum of each window in row-major order of the reduced ``axes``
+    (Zeiler & Fergus's recorded switches; PyTorch's ``max_pool2d`` picks the same one), where
+    JAX's own gradient splits ``g`` evenly among ties. The result has ``x``'s shape without ``axes``.
+    """
+    axes = tuple(sorted(axes))
+    return _switch_max(x, axes, tuple(x.shape[d] for d in axes))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Rewrites:
+    """What one rule replaces: every ``jax.nn.relu`` by ``relu``; with ``switches``, every floating
+    ``reduce_max`` by :func:`switch_max`."""
+
+    relu: Callable
+    switches: bool = False
+
+
 _REPLACEMENTS = {
-    "guided": _relu_with(lambda x, g: jnp.where((x > 0) & (g > 0), g, 0)),
-    "deconvnet": _relu_with(lambda x, g: jnp.maximum(g, 0)),
+    "guided": _Rewrites(_relu_with(lambda x, g: jnp.where((x > 0) & (g > 0), g, 0))),
+    "deconvnet": _Rewrites(_relu_with(lambda x, g: jnp.maximum(g, 0)), switches=True),
 }
 
 
@@ -76,8 +159,16 @@ def _is_relu(eqn: jcore.JaxprEqn) -> bool:
     return len(inner) == 1 and inner[0].primitive.name in ("jit", "pjit") and inner[0].params.get("name") == "relu"
 
 
-def _eval(jaxpr: jcore.Jaxpr, consts: list, args: list, relu: Callable, count: list[int]) -> list:
-    """``jax.core.eval_jaxpr`` with each ``jax.nn.relu`` replaced by ``relu``; recurses into ``jit`` calls."""
+def _is_switched_max(eqn: jcore.JaxprEqn, rewrites: _Rewrites) -> bool:
+    return (
+        rewrites.switches
+        and eqn.primitive.name == "reduce_max"
+        and jnp.issubdtype(eqn.invars[0].aval.dtype, jnp.floating)
+    )
+
+
+def _eval(jaxpr: jcore.Jaxpr, consts: list, args: list, rewrites: _Rewrites, count: list[int]) -> list:
+    """``jax.core.eval_jaxpr`` with the equations ``rewrites`` names replaced; recurses into ``jit`` calls."""
     env: dict = {}
 
     def read(v):
@@ -91,10 +182,12 @@ def _eval(jaxpr: jcore.Jaxpr, consts: list, args: list, relu: Callable, count: l
         invals = [read(v) for v in eqn.invars]
         if _is_relu(eqn):
             count[0] += 1
-            outs = [relu(invals[0])]
+            outs = [rewrites.relu(invals[0])]
+        elif _is_switched_max(eqn, rewrites):
+            outs = [switch_max(invals[0], tuple(eqn.params["axes"]))]
         elif eqn.primitive.name in ("jit", "pjit"):
             sub = eqn.params["jaxpr"]
-            outs = _eval(sub.jaxpr, sub.consts, invals, relu, count)
+            outs = _eval(sub.jaxpr, sub.consts, invals, rewrites, count)
         else:
             # as jax.core.eval_jaxpr (jax >= 0.7: get_bind_params returns only the params)
             with eqn.ctx.manager:
@@ -105,26 +198,38 @@ def _eval(jaxpr: jcore.Jaxpr, consts: list, args: list, relu: Callable, count: l
     return [read(v) for v in jaxpr.outvars]
 
 
-def _rewrite(apply: Callable, relu: Callable, params: Any, x: Any) -> tuple[Any, int]:
-    """``(apply(params, x) with every jax.nn.relu replaced by relu, how many were replaced)``."""
+def _rewrite(apply: Callable, rewrites: _Rewrites, params: Any, x: Any) -> tuple[Any, int]:
+    """``(apply(params, x) with rewrites applied, how many jax.nn.relu were replaced)``."""
     count = [0]
     closed, out_shape = jax.make_jaxpr(apply, return_shape=True)(params, x)
-    outs = _eval(closed.jaxpr, closed.consts, jax.tree.leaves((params, x)), relu, count)
+    outs = _eval(closed.jaxpr, closed.consts, jax.tree.leaves((params, x)), rewrites, count)
     return jax.tree.unflatten(jax.tree.structure(out_shape), outs), count[0]
 
 
 def count_relus(apply: Callable, params: Any, x: Any) -> int:
     """How many ``jax.nn.relu`` calls the rewrite would replace (traced abstractly: nothing runs or compiles).
 
-    ``x`` may be an array or a ``jax.ShapeDtypeStruct``.
+    ``x`` may be an array or a ``jax.ShapeDtypeStruct``. The answer depends only on ``apply`` and the
+    shapes and dtypes of ``(params, x)``, so it is remembered for a hashable ``apply``: the methods check
+    on every call, and tracing the model each time cost about as much as a small batch's gradient.
     """
+    leaves, tree = jax.tree.flatten((params, x))
+    avals = tuple(jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)) for a in leaves)
+    try:
+        return _count_relus(apply, tree, avals)
+    except TypeError:  # an unhashable apply: trace every time
+        return _count_relus.__wrapped__(apply, tree, avals)
+
+
+@functools.lru_cache(maxsize=64)
+def _count_relus(apply: Callable, tree: Any, avals: tuple[jax.ShapeDtypeStruct, ...]) -> int:
     count = [0]
 
     def run(p, x):
         out, count[0] = _rewrite(apply, _REPLACEMENTS["guided"], p, x)
         return out
 
-    jax.eval_shape(run, params, x)
+    jax.eval_shape(run, *jax.tree.unflatten(tree, avals))
     return count[0]
 
 

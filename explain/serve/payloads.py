@@ -104,6 +104,13 @@ def _one(item: Any, i: int, model: Any, max_image_bytes: int) -> np.ndarray:
     return a
 
 
+def _too_many(max_instances: int, n: int) -> str:
+    return (
+        f"expected at most {max_instances} instances per request (the server's cap; --max-instances raises it), "
+        f"got {n}; split the request"
+    )
+
+
 def decode_instances(instances: Any, model: Any, *, max_instances: int, max_image_bytes: int) -> np.ndarray:
     """The request's instances as ``(N, *input_spec.shape)`` float32, finite.
 
@@ -124,7 +131,7 @@ def decode_instances(instances: Any, model: Any, *, max_instances: int, max_imag
         x = npy_load(instances["npy_b64"], "instances.npy_b64")
     elif isinstance(instances, list):
         if len(instances) > max_instances:
-            raise invalid(f"expected at most {max_instances} instances per request, got {len(instances)}", "instances")
+            raise invalid(_too_many(max_instances, len(instances)), "instances")
         if not any(isinstance(item, dict) for item in instances):
             try:  # the common case in one conversion; any mistake is found instance by instance below
                 x = np.asarray(instances, dtype=np.float32)
@@ -139,7 +146,7 @@ def decode_instances(instances: Any, model: Any, *, max_instances: int, max_imag
             f'expected a list of instances or {{"npy_b64": ...}}, got {type(instances).__name__}', "instances"
         )
     if x.ndim >= 1 and x.shape[0] > max_instances:
-        raise invalid(f"expected at most {max_instances} instances per request, got {x.shape[0]}", "instances")
+        raise invalid(_too_many(max_instances, x.shape[0]), "instances")
     return _check_rows(x, model.input_spec.shape, "instances")
 
 

@@ -88,6 +88,19 @@ class ExplainParameters(BaseModel):
     )
     labels: list[Any] | NpyArray | None = Field(None, description='per-instance labels for target "loss"')
     seed: int = Field(0, ge=0, lt=2**63, description="PRNG seed of random methods: jax.random.key(seed)")
+    row_offset: int = Field(
+        0,
+        ge=0,
+        lt=2**31,
+        description="the global row number of the first instance: instance i draws the random stream of row "
+        "row_offset + i (methods with per-row draws: smoothgrad, smoothgrad_sq, vargrad, expected_gradients, "
+        "gradient_shap), so the chunks of a larger array get what one call on the whole array gives",
+    )
+    references: list[Any] | NpyArray | None = Field(
+        None,
+        description="expected_gradients / gradient_shap: the reference set (m, *input_shape) baselines are drawn "
+        "from (default: the request's own instances)",
+    )
     output: Output = Field("json", description=OUTPUT_DOC)
     heatmap: bool = Field(False, description="add a base64 PNG heatmap per instance (image models)")
 

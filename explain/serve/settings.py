@@ -8,6 +8,15 @@ from __future__ import annotations
 import dataclasses
 import math
 
+# The per-request caps and the ``serve`` flag that raises each: every refusal names both.
+CAPS = {
+    "max_instances": "--max-instances",
+    "max_steps": "--max-steps",
+    "max_samples": "--max-samples",
+    "max_rows_per_instance": "--max-rows-per-instance",
+    "max_restarts": "--max-restarts",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
@@ -22,7 +31,8 @@ class Settings:
       timeout_s: per-request deadline, queueing included; past it the request gets ``504`` and leaves the queue.
       max_body_bytes: larger bodies get ``413`` before they are parsed.
       max_instances: instances per request.
-      max_steps: cap on ``steps``, ``start_steps`` and ``max_steps`` of path methods and on attack iterations.
+      max_steps: cap on ``steps``, ``start_steps`` and ``max_steps`` of path methods, and on the iterations
+        (``steps``) of PGD and APGD: one cap for both, since either is that many gradient passes per row.
       max_samples: cap on ``n_samples`` (SmoothGrad, Expected Gradients, ...).
       max_rows_per_instance: cap on the model rows one instance costs in one call (the registry's ``cost``,
         e.g. IG's steps times a noise tunnel's samples), so option combinations cannot get round the caps.
@@ -49,7 +59,7 @@ class Settings:
     retry_after_s: int = 1
 
     def __post_init__(self):
-        for name in ("max_batch", "max_queue", "max_body_bytes", "max_instances", "max_steps", "max_samples"):
+        for name in ("max_batch", "max_queue", "max_body_bytes", *CAPS):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"expected Settings.{name} to be an int >= 1, got {getattr(self, name)!r}")
         if not (0 <= self.max_delay_ms < math.inf and 0 < self.timeout_s < math.inf):
@@ -72,3 +82,10 @@ class Settings:
             if rows <= size:
                 return size
         return -(-rows // self.max_batch) * self.max_batch
+
+    def over_cap(self, cap: str, what: str, value: int) -> str | None:
+        """The refusal of ``what = value`` when it exceeds the cap ``cap`` (a key of :data:`CAPS`), else ``None``."""
+        limit = getattr(self, cap)
+        if value <= limit:
+            return None
+        return f"expected {what} <= {limit} (the server's cap; {CAPS[cap]} raises it), got {value}"

@@ -7,18 +7,21 @@ padded up to the batch's bucket (:meth:`~explain.serve.settings.Settings.bucket`
 so the compiled shapes are reused, and the results are split back. Samples do not interact (the model
 contract in :mod:`explain.model`), so a row's result does not depend on its companions.
 
-Random methods and attacks (a ``seed``) run one request per call with ``key = jax.random.key(seed)``:
-the registry's random methods take one key per call and draw row ``i`` from ``fold_in(..., i)`` (its
-index in the call), so merging requests would change which stream a row gets. Run alone, a request's
-result is exactly the library's ``registry.call(method, model, x, key=jax.random.key(seed), ...)``
-whatever else the server is doing. SmoothGrad and Expected Gradients (per-row streams, references given
-explicitly as the request's own instances) are still padded to a bucket; IG's ``"uniform"`` baseline and
-PGD/APGD are not (their draws are shaped by the whole batch).
+Random methods draw with ``key = jax.random.key(seed)``. Those whose pure core names each row's stream
+(``row_ids``: the SmoothGrad family, Expected Gradients, GradientSHAP) run that core, compiled once per
+options, and draw instance ``i`` of a request from ``fold_in(fold_in(key, s), row_offset + i)``: the
+request's ``row_offset`` (default 0) makes a chunk of a larger array draw what its rows draw in one
+library call on the whole array (``registry.call(method, model, x_all, key=jax.random.key(seed))``), so
+a remote batch job's results do not depend on how it splits the rows; requests of one seed (the chunks of
+one job) share a call. Expected Gradients' references are the request's ``references`` (default: its own
+instances), so it runs alone. Other random draws (IG's ``"uniform"`` baseline, PGD/APGD) are shaped by
+the whole call: such a request runs alone and unpadded, with ``row_offset`` 0 only.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import dataclasses
 import inspect
 import io
@@ -29,15 +32,16 @@ from typing import Any
 import jax
 import numpy as np
 
-from explain import adversarial, specs, targets, viz
-from explain.gradients import forward
+from explain import adversarial, chunking, specs, targets, viz
+from explain.gradients import forward, prepare
 from explain.saliency import registry
+from explain.saliency.attribution import Attribution
 from explain.serve import payloads
 from explain.serve.errors import invalid
 from explain.serve.settings import Settings
 
 # Parameters of :explain that are not method options.
-EXPLAIN_KEYS = frozenset({"method", "target", "labels", "seed", "output", "heatmap"})
+EXPLAIN_KEYS = frozenset({"method", "target", "labels", "seed", "output", "heatmap", "row_offset", "references"})
 # Parameters of :attack that are not options of the attack function.
 ATTACK_KEYS = frozenset({"attack", "eps", "norm", "seed", "output"})
 ATTACKS: dict[str, Callable[..., Any]] = {"fgsm": adversarial.fgsm, "pgd": adversarial.pgd, "apgd": adversarial.apgd}
@@ -90,6 +94,9 @@ class Job:
       seed: the request's seed (random methods and attacks).
       alone: runs in a call of its own (random, or options that are arrays).
       pad: padded to a bucket when it runs.
+      rowwise: runs the method's pure core with ``row_ids = row_offset + arange(n)`` (module docstring).
+      row_offset: the global number of the first instance (its random stream).
+      references: Expected Gradients' reference set ``(m, *input_shape)``, else ``None``.
       group: jobs of equal groups may share a call; ``None`` when :attr:`alone`.
     """
 
@@ -105,6 +112,9 @@ class Job:
     pad: bool = True
     eps: float = 0.0
     norm: str = "linf"
+    rowwise: bool = False
+    row_offset: int = 0
+    references: np.ndarray | None = None
 
     @property
     def rows(self) -> int:
@@ -117,7 +127,8 @@ class Job:
         target = "class" if isinstance(self.target, np.ndarray) else self.target
         labels = None if self.labels is None else ("labels", self.labels.shape[1:], self.labels.dtype.str)
         static = json.dumps(dict(self.options), sort_keys=True, default=str)
-        return (self.served.name, self.verb, self.method, static, target, labels, self.eps, self.norm)
+        seed = self.seed if self.rowwise else None  # rows of one seed draw per row: they may share a call
+        return (self.served.name, self.verb, self.method, static, target, labels, self.eps, self.norm, seed)
 
 
 # ----------------------------------------------------------------------------- checking requests
@@ -146,14 +157,14 @@ def _option_type(info_defaults: Mapping[str, Any], name: str, value: Any) -> Any
 
 
 def _check_caps(options: Mapping[str, Any], settings: Settings, prefix: str = "parameters") -> None:
-    for name in STEP_OPTIONS:
-        if isinstance(options.get(name), int) and options[name] > settings.max_steps:
-            raise invalid(f"expected {name} <= {settings.max_steps} (the server's cap), got {options[name]}",
-                          f"{prefix}.{name}")  # fmt: skip
-    for name in SAMPLE_OPTIONS:
-        if isinstance(options.get(name), int) and options[name] > settings.max_samples:
-            raise invalid(f"expected {name} <= {settings.max_samples} (the server's cap), got {options[name]}",
-                          f"{prefix}.{name}")  # fmt: skip
+    caps = [(name, "max_steps") for name in STEP_OPTIONS] + [(name, "max_samples") for name in SAMPLE_OPTIONS]
+    caps.append(("restarts", "max_restarts"))
+    for name, cap in caps:
+        value = options.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            refused = settings.over_cap(cap, name, value)
+            if refused is not None:
+                raise invalid(refused, f"{prefix}.{name}")
 
 
 def method_options(served: Served, method: str, given: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
@@ -186,11 +197,9 @@ def method_options(served: Served, method: str, given: Mapping[str, Any], settin
         cost = info.rows_per_sample(served.model, {**defaults, **options})
     except (ValueError, TypeError, KeyError) as e:
         raise invalid(f"invalid options for {method!r}: {e}", "parameters") from None
-    if cost > settings.max_rows_per_instance:
-        raise invalid(
-            f"these options cost {cost} model rows per instance; the server's cap is {settings.max_rows_per_instance}",
-            "parameters",
-        )
+    refused = settings.over_cap("max_rows_per_instance", "the model rows one instance costs with these options", cost)
+    if refused is not None:
+        raise invalid(refused, "parameters")
     return options
 
 
@@ -240,8 +249,44 @@ def explain_job(served: Served, x: np.ndarray, parameters: Mapping[str, Any], se
     uniform = isinstance(options.get("baseline"), str) and options["baseline"] == "uniform"
     random = info.needs_key or (info.accepts_key and uniform)
     arrays = any(isinstance(v, np.ndarray) for v in options.values())
+    rowwise = random and not arrays and _rowwise(served, method, options)
+    row_offset = int(parameters.get("row_offset") or 0)
+    if random and row_offset and not rowwise:
+        raise invalid(f"{method!r} with these options draws for the whole call, not per row, so a row_offset "
+                      "cannot place its rows; send row_offset 0 (or a method with per-row draws: "
+                      "smoothgrad, vargrad, expected_gradients, ...)", "parameters.row_offset")  # fmt: skip
+    references = _references(served, parameters.get("references"), info.needs_references)
     return Job(served, "explain", x, method, options, target, labels, int(parameters.get("seed") or 0),
-               alone=random or arrays, pad=not (arrays or (random and not info.needs_key)))  # fmt: skip
+               alone=(random and not rowwise) or arrays or info.needs_references,
+               pad=not (arrays or (random and not info.needs_key)),
+               rowwise=rowwise, row_offset=row_offset, references=references)  # fmt: skip
+
+
+def _rowwise(served: Served, method: str, options: Mapping[str, Any]) -> bool:
+    """Whether ``method``'s pure core draws per row (takes ``row_ids``) and takes ``options``."""
+    info = registry.METHODS[method]
+    if info.core is None or "row_ids" not in inspect.signature(info.core).parameters:
+        return False
+    try:
+        info.core_options(served.model, info.check_options(dict(options)))
+    except ValueError:  # e.g. a wrapped method on the layer tap: the public method handles it
+        return False
+    return True
+
+
+def _references(served: Served, value: Any, needed: bool) -> np.ndarray | None:
+    """``parameters.references`` as ``(m, *input_shape)`` float32 (``None``: the request's own instances)."""
+    if value is None:
+        return None
+    if not needed:
+        raise invalid("only methods that draw baselines from a reference set (expected_gradients, gradient_shap) "
+                      "take references", "parameters.references")  # fmt: skip
+    a = payloads.decode_array(value, "parameters.references").astype(np.float32)
+    shape = served.model.input_spec.shape
+    if a.ndim != len(shape) + 1 or a.shape[1:] != shape or a.shape[0] < 1 or not np.isfinite(a).all():
+        raise invalid(f"expected finite references of shape (m >= 1, {', '.join(map(str, shape))}), got "
+                      f"{a.shape}", "parameters.references")  # fmt: skip
+    return a
 
 
 def attack_job(served: Served, x: np.ndarray, labels: Any, parameters: Mapping[str, Any], settings: Settings) -> Job:
@@ -256,12 +301,7 @@ def attack_job(served: Served, x: np.ndarray, labels: Any, parameters: Mapping[s
         raise invalid(f"unknown option {unknown[0]!r} for {name!r}; expected some of {sorted(allowed)}",
                       f"parameters.{unknown[0]}")  # fmt: skip
     options = {k: _option_type(allowed, k, v) if allowed[k] is not None else v for k, v in given.items()}
-    if isinstance(options.get("steps"), int) and options["steps"] > settings.max_steps:
-        raise invalid(f"expected steps <= {settings.max_steps} (the server's cap), got {options['steps']}",
-                      "parameters.steps")  # fmt: skip
-    if isinstance(options.get("restarts"), int) and options["restarts"] > settings.max_restarts:
-        raise invalid(f"expected restarts <= {settings.max_restarts} (the server's cap), got {options['restarts']}",
-                      "parameters.restarts")  # fmt: skip
+    _check_caps(options, settings)  # steps: PGD/APGD iterations (--max-steps); restarts (--max-restarts)
     if served.model.output_kind != "classification":
         raise invalid(
             f"attacks need a classification model; {served.name!r} is a regression model", "parameters.attack"
@@ -351,11 +391,17 @@ def run_explain(jobs: list[Job], bucket: Callable[[int], int]) -> list[Explained
     frozen = target is None or (isinstance(target, str) and target == "pred")
     if frozen and model.output_kind == "classification":
         target = outputs.argmax(axis=1).astype(np.int32)
-    key = jax.random.key(job.seed) if info.accepts_key and job.alone else None
-    a = registry.call(
-        job.method, model, xp, target=target, labels=_merged(jobs, "labels", size), key=key,
-        references=job.x if info.needs_references else None, **job.options,
-    )  # fmt: skip
+    labels = _merged(jobs, "labels", size)
+    references = job.x if job.references is None else job.references
+    if job.rowwise:
+        row_ids = _pad(np.concatenate([j.row_offset + np.arange(j.rows) for j in jobs]), size)
+        a = _run_core(job, xp, target, labels, row_ids, references)
+    else:
+        key = jax.random.key(job.seed) if info.accepts_key and job.alone else None
+        a = registry.call(
+            job.method, model, xp, target=target, labels=labels, key=key,
+            references=references if info.needs_references else None, **job.options,
+        )  # fmt: skip
     n = x.shape[0]
     values = np.asarray(a.values)[:n]
     delta = None if a.convergence_delta is None else np.asarray(a.convergence_delta)[:n]
@@ -364,6 +410,63 @@ def run_explain(jobs: list[Job], bucket: Callable[[int], int]) -> list[Explained
         Explained(v, d, o, options)
         for v, d, o in zip(_split(values, jobs), _split(delta, jobs), _split(outputs[:n], jobs), strict=True)
     ]
+
+
+# Compiled cores by (model, method, options), least recently used first. Options come from clients, so the
+# cache is bounded: an unbounded one would grow by one set of executables per distinct option value sent.
+_CORES: collections.OrderedDict[Hashable, tuple[Any, Callable[..., Any]]] = collections.OrderedDict()
+MAX_CORES = 32
+
+
+def _core(job: Job) -> Callable[..., Any]:
+    """``jit((params, x, target, row_ids, key, references) -> Attribution)`` of the job's method and options."""
+    # id() is safe as a key: the entry holds the Served object, so its id cannot be reused while cached
+    cache_key = (id(job.served), job.method, json.dumps(dict(job.options), sort_keys=True, default=str))
+    if cache_key in _CORES:
+        _CORES.move_to_end(cache_key)
+    else:
+        info, model = registry.METHODS[job.method], job.served.model
+        static = info.core_options(model, info.check_options(dict(job.options)))
+        takes_references = "references" in inspect.signature(info.core).parameters
+        fn = model.tap if info.uses_tap else model.apply
+
+        def call(params, x, target, row_ids, key, references):
+            extra = {"references": references} if takes_references else {}
+            return info.core(fn, params, x, target, row_ids=row_ids, key=key, **static, **extra)
+
+        _CORES[cache_key] = (job.served, jax.jit(call))
+        while len(_CORES) > MAX_CORES:
+            _CORES.popitem(last=False)
+    return _CORES[cache_key][1]
+
+
+def _run_core(
+    job: Job, x: np.ndarray, target: Any, labels: Any, row_ids: np.ndarray, references: np.ndarray
+) -> Attribution:
+    """The job's core on ``x (R, ...)`` with ``row_ids (R,)``, in row chunks within the memory budget.
+
+    A chunk is the largest power of two of rows whose ``rows_per_sample`` model rows fit
+    (:func:`explain.chunking.rows_per_chunk`); the last is padded, so one more shape compiles at most.
+    """
+    info, model = registry.METHODS[job.method], job.served.model
+    factor = model.num_outputs if isinstance(target, str) and target == targets.ALL else 1
+    per_row = info.rows_per_sample(model, {**info.defaults, **job.options})
+    fit = max(1, chunking.rows_per_chunk(model, factor=factor) // per_row)
+    n = x.shape[0]
+    chunk = min(n, 2 ** (fit.bit_length() - 1))
+    compiled, key = _core(job), jax.random.key(job.seed)
+    parts = []
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        rows = _pad(np.arange(start, stop), chunk)  # padded rows repeat the chunk's first; dropped below
+        p = prepare(model, x[rows], target=_take(target, rows), labels=_take(labels, rows), allow_all=info.supports_all)
+        part = compiled(model.params, p.x, p.target, row_ids[rows], key, references)
+        parts.append(jax.tree.map(lambda a, size=stop - start: np.asarray(a)[:size], part))
+    return parts[0] if len(parts) == 1 else jax.tree.map(lambda *a: np.concatenate(a), *parts)
+
+
+def _take(value: Any, rows: np.ndarray) -> Any:
+    return value[rows] if isinstance(value, np.ndarray) else value
 
 
 def run_attack(jobs: list[Job], bucket: Callable[[int], int]) -> list[Attacked]:

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 # The dashboard's persistent compilation cache, kept inside the checkout for tests (the browser
 # test's server process reads what these in-process runs compiled).
-os.environ.setdefault("DASHBOARD_JAX_CACHE", str(ROOT / "build" / "jax-cache"))
+os.environ.setdefault("EXPLAIN_JAX_CACHE", str(ROOT / "build" / "jax-cache"))
 TIMEOUT = 90  # a page's first run compiles its JAX functions on a shared 2-core machine
 
 

@@ -52,16 +52,3 @@ def test_test_predictions_match_a_direct_forward_pass():
     np.testing.assert_allclose(p.confidence[:7], probs.max(1), rtol=1e-5)
     np.testing.assert_array_equal(p.correct, p.pred == e.labels)
     assert len(p.pred) == e.n  # one prediction per test image, whatever the chunking
-
-
-def test_compilation_cache_can_be_turned_off(monkeypatch):
-    import jax
-
-    before = jax.config.jax_compilation_cache_dir
-    monkeypatch.setenv(state.CACHE_ENV, "")
-    jax.config.update("jax_compilation_cache_dir", None)
-    try:
-        assert state.enable_compilation_cache() is None
-        assert jax.config.jax_compilation_cache_dir is None
-    finally:
-        jax.config.update("jax_compilation_cache_dir", before)

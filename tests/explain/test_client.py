@@ -326,3 +326,74 @@ def test_the_token_is_sent_as_a_bearer_header(digits):
         with pytest.raises(client.ServiceError) as e:
             client.models(APP, token="wrong", client=tc)
     assert e.value.status == 401
+
+
+# ----------------------------------------------------------------------------- attribute: the batch job's call
+
+
+def test_attribute_sends_one_seed_and_each_chunks_row_offset_and_retries_a_503(waits):
+    server = Server([error(503, "the queue is full", None, **{"Retry-After": "2"})])
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    with server.client() as c:
+        got = client.attribute(URL, "m", x, method="smoothgrad", seed=7, row_offset=100, batch=2, concurrency=1,
+                               target=[0, 1, 2, 0, 1], n_samples=3, client=c)  # fmt: skip
+    sent = server.bodies[1:]  # the first was refused with 503, then sent again after its Retry-After
+    assert waits == [2.0] and server.bodies[0] == sent[0]
+    assert [b["parameters"].get("row_offset") for b in sent] == [100, 102, 104]
+    assert {b["parameters"]["seed"] for b in sent} == {7} and [b["parameters"]["target"] for b in sent] == [
+        [0, 1], [2, 0], [1]
+    ]  # fmt: skip
+    np.testing.assert_array_equal(got.values, 2 * x)
+    assert got.predictions.shape == (5, 3)
+
+
+def test_attribute_refuses_bad_arguments_before_any_request():
+    for kwargs, match in [({"row_offset": -1}, "row_offset >= 0"), ({"concurrency": 0}, "concurrency >= 1"),
+                          ({"batch": 0}, "batch_size >= 1")]:  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            client.attribute(URL, "m", np.zeros((2, 2)), **kwargs)
+
+
+def test_reference_methods_are_the_registrys():
+    from explain.saliency import registry
+
+    assert {n for n, info in registry.METHODS.items() if info.needs_references} == client.REFERENCE_METHODS
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("integrated_gradients", {"steps": 8}),
+        ("smoothgrad", {"n_samples": 3}),
+        ("expected_gradients", {"n_samples": 3}),
+    ],
+)
+def test_attribute_equals_one_library_call_on_the_whole_array_whatever_the_chunks(service, digits, method, options):
+    import jax
+
+    from explain.saliency import registry
+
+    resolved, x = digits
+    x = np.concatenate([x, x[::-1]])  # 6 rows
+    want = registry.call(method, resolved.model, x, key=jax.random.key(4), **options)
+    scale = np.abs(np.asarray(want.values)).max()
+    for batch, concurrency in [(4, 1), (1, 3)]:
+        got = client.attribute(APP, resolved.name, x, method=method, seed=4, batch=batch, concurrency=concurrency,
+                               client=service, **options)  # fmt: skip
+        np.testing.assert_allclose(got.values, np.asarray(want.values), rtol=1e-6, atol=1e-6 * scale)
+        if want.convergence_delta is not None:
+            np.testing.assert_allclose(got.convergence_delta, np.asarray(want.convergence_delta), rtol=1e-4, atol=1e-5)
+    # a shard of the job (global rows 3..5), with the job's reference set
+    refs = {"references": x} if method in client.REFERENCE_METHODS else {}
+    shard = client.attribute(APP, resolved.name, x[3:], method=method, seed=4, row_offset=3, batch=2, client=service,
+                             **refs, **options)  # fmt: skip
+    np.testing.assert_allclose(shard.values, np.asarray(want.values)[3:], rtol=1e-6, atol=1e-6 * scale)
+    np.testing.assert_allclose(shard.predictions, np.asarray(resolved.model.apply(resolved.model.params, x[3:])),
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
+
+
+def test_attribute_raises_the_servers_refusal_of_a_split_whole_call_draw(service, digits):
+    resolved, x = digits
+    with pytest.raises(client.ServiceError, match="draws for the whole call") as e:
+        client.attribute(APP, resolved.name, x, baseline="uniform", seed=1, batch=2, client=service)
+    assert e.value.field == "parameters.row_offset"

@@ -27,11 +27,13 @@ SCRIPT = textwrap.dedent(
     model = explain.from_linen(module, variables, input_shape=(8, 8, 3), value_range=(0.0, 1.0))
     x = np.random.default_rng(0).uniform(0.0, 1.0, (10, 8, 8, 3)).astype(np.float32)
     out = {}
-    for method, options in (("vanilla_gradient", {}), ("smoothgrad", {"n_samples": 3})):
+    methods = (("vanilla_gradient", {}), ("smoothgrad", {"n_samples": 3}), ("expected_gradients", {"n_samples": 3}))
+    for method, options in methods:
+        refs = x[:4] if method == "expected_gradients" else None
         for n in (1, 4):
             run = attribute_dataset(
                 model, x, method=method, options=options, key=jax.random.key(0), out_dir=f"{sys.argv[1]}/{method}{n}",
-                batch_size=6, devices=n, memory_budget=1,
+                batch_size=6, devices=n, memory_budget=1, references=refs,
             )
             out[f"{method}{n}"] = run.load()
     np.savez(f"{sys.argv[1]}/out.npz", **out)
@@ -47,7 +49,7 @@ def test_four_devices_equal_one(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     out = np.load(tmp_path / "out.npz")
-    for method in ("vanilla_gradient", "smoothgrad"):
+    for method in ("vanilla_gradient", "smoothgrad", "expected_gradients"):
         np.testing.assert_allclose(out[f"{method}4"], out[f"{method}1"], rtol=1e-6, atol=1e-7)
         assert np.abs(out[f"{method}1"]).max() > 0
     manifest = (tmp_path / "smoothgrad4" / "manifest.json").read_text()

@@ -189,6 +189,8 @@ def test_random_methods_do_not_depend_on_batch_size(linen_cnn, x, key, tmp_path,
         {"options": {"steps": 4, "rule": "riemann_left"}},
         {"target": 1},
         {"x_shift": 0.5},
+        {"values_dtype": "float16"},
+        {"compress": True},
     ],
 )
 def test_other_settings_in_the_same_out_dir_raise(linen_cnn, x, tmp_path, change):
@@ -373,3 +375,78 @@ def test_a_run_killed_halfway_resumes_to_the_same_bits_as_an_uninterrupted_one(t
             assert sorted(a.files) == sorted(b.files)
             for name in a.files:
                 np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_float16_values_are_the_float32_ones_cast_and_stats_come_before_the_cast(linen_cnn, x, tmp_path):
+    kw = dict(method="integrated_gradients", batch_size=BATCH, options={"steps": 4})
+    full = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "32", **kw)
+    half = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "16", values_dtype="float16", **kw)
+    assert half.load().dtype == np.float16
+    np.testing.assert_array_equal(half.load(), full.load().astype(np.float16))
+    np.testing.assert_array_equal(half.convergence_delta(), full.convergence_delta())  # only values are cast
+    assert half.index().to_pydict() == full.index().to_pydict()  # max |a|, L1 from the float32 values
+    assert json.loads((tmp_path / "16" / MANIFEST).read_text())["settings"]["values_dtype"] == "float16"
+    with pytest.raises(ValueError, match=r"expected values_dtype to be one of \['float32', 'float16'\]"):
+        attribute_dataset(linen_cnn, x, out_dir=tmp_path / "64", values_dtype="float64", **kw)
+
+
+def test_compressed_shards_load_equal_and_are_deflated(linen_cnn, x, tmp_path):
+    import zipfile
+
+    kw = dict(method="vanilla_gradient", batch_size=BATCH)
+    plain = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "plain", **kw)
+    packed = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "packed", compress=True, **kw)
+    np.testing.assert_array_equal(packed.load(), plain.load())
+    for i in range(3):
+        with zipfile.ZipFile(batch.shard_path(tmp_path / "packed", i)) as z:
+            assert {info.compress_type for info in z.infolist()} == {zipfile.ZIP_DEFLATED}
+    again = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "packed", compress=True, **kw)
+    assert again.skipped == (0, 1, 2)  # compressed shards verify and resume like plain ones
+    with pytest.raises(ValueError, match=r"changed: \['compress', 'values_dtype'\]"):
+        attribute_dataset(linen_cnn, x, out_dir=tmp_path / "packed", values_dtype="float16", **kw)
+
+
+class SlowSource(batch.sources.ArraySource):
+    """An array read with a delay, as a slow disk or decoder."""
+
+    def read(self, start, stop):
+        import time
+
+        time.sleep(0.2)
+        return super().read(start, stop)
+
+
+def test_seconds_say_where_the_time_went(linen_cnn, x, tmp_path):
+    run = attribute_dataset(linen_cnn, SlowSource(x), method="vanilla_gradient", out_dir=tmp_path, batch_size=BATCH)
+    s = run.seconds
+    assert set(s) == {"total", "wait", "compute", "write"} and min(s.values()) >= 0
+    assert s["wait"] >= 0.2  # the first shard's read is never hidden behind a computation
+    assert s["total"] >= s["wait"] + s["compute"] + s["write"] and s["compute"] > 0
+    assert 0 < run.wait_share < 1
+    again = attribute_dataset(linen_cnn, x, method="vanilla_gradient", out_dir=tmp_path / "x", batch_size=BATCH)
+    assert again.seconds["total"] > 0
+
+
+NO_RAY = """
+import sys
+import numpy as np
+import explain.batch
+from explain.batch import attribute_dataset
+x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 1)).astype(np.float32)
+run = attribute_dataset("digits_cnn", x, method="vanilla_gradient", out_dir=sys.argv[1], batch_size=2)
+assert run.load().shape == (3, 8, 8, 1)
+print(sorted(m for m in sys.modules if m == "ray" or m.startswith("ray.")))
+"""
+
+
+def test_the_local_engine_never_imports_ray(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(explain.__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", NO_RAY, str(tmp_path / "out")], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -51,3 +53,31 @@ def test_a_folder_for_a_tabular_model_raises(tmp_path):
     tabular = explain.specs.resolve("breast_cancer_mlp").model
     with pytest.raises(DataError, match="needs an image model"):
         sources.folder(tmp_path, tabular)
+
+
+def _resident_kib(path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and len(fields) >= 5:  # a mapping's header line
+            inside = fields[-1] == str(path)
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+
+def test_a_memmap_is_read_shard_by_shard_without_keeping_its_pages(tmp_path):
+    """Issue 15: a streamed file's pages are given back after each shard, so peak memory does not grow with N."""
+    path = tmp_path / "x.npy"
+    x = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(64, 128, 128, 1))  # 4 MiB, 1 MiB per shard
+    x[:] = np.arange(64, dtype=np.float32)[:, None, None, None]
+    del x
+    src = sources.ArraySource(np.load(path, mmap_mode="r"))
+    parts = [src.read(a, a + 16) for a in range(0, 64, 16)]
+    assert all(not isinstance(p.x, np.memmap) for p in parts)  # copies, not views into the mapping
+    np.testing.assert_array_equal(np.concatenate([p.x for p in parts])[:, 0, 0, 0], np.arange(64))
+    assert _resident_kib(path) < 512  # 4 MiB were read; a view would keep every page resident
+    kept = np.load(path, mmap_mode="r")
+    views = [np.asarray(kept[a : a + 16]).sum() for a in range(0, 64, 16)]  # the unreleased reads, for contrast
+    assert sum(views) > 0 and _resident_kib(path) >= 4096

@@ -67,7 +67,7 @@ for command in available():
         main([command, "--help"])
     except SystemExit as e:
         seen[command] = e.code
-heavy = sorted(m for m in ("jax", "jaxlib", "flax", "optax", "models.registry", "explain.model") if m in sys.modules)
+heavy = sorted(m for m in ("jax", "jaxlib", "flax", "optax", "ray", "models.registry", "explain.model") if m in sys.modules)
 print(json.dumps({"codes": seen, "heavy": heavy}))
 """
 

@@ -95,3 +95,25 @@ def test_a_real_server_answers_and_exits_0_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def parsed(argv):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_the_flags_defaults_are_the_settings_defaults_and_every_cap_has_a_flag():
+    from explain.serve.settings import CAPS, Settings
+
+    assert serve.make_settings(parsed(["--model", "m"]), None) == Settings()
+    flags = [a for flag in CAPS.values() for a in (flag, "7")]
+    settings = serve.make_settings(parsed(["--model", "m", *flags, "--max-body-mb", "1"]), "t")
+    assert [getattr(settings, cap) for cap in CAPS] == [7] * len(CAPS)
+    assert settings.max_body_bytes == 2**20 and settings.token == "t"
+
+
+def test_a_cap_below_one_is_a_usage_error(capsys):
+    assert "argument --max-steps" in error_line(capsys, ["serve", "--model", "digits_cnn", "--max-steps", "0"])

@@ -23,7 +23,9 @@ from explain.metrics import (
     insertion,
     linear_imputation,
     noisy_linear_imputation,
+    perturbation_drops,
     road,
+    subset_drops,
 )
 from explain.metrics.imputation import NEIGHBOUR_WEIGHTS
 
@@ -207,6 +209,29 @@ def test_infidelity_known_answers(key):
     wrong = infidelity(m, x, 3 * grad, key=key)  # Iᵀ(3w) - Iᵀw = 2 Iᵀw: E = 4 σ² |w|²
     np.testing.assert_allclose(wrong, 4 * 0.01 * float((np.asarray(m.params["w"]) ** 2).sum()), rtol=0.5)
     np.testing.assert_allclose(infidelity(m, x, 3 * grad, key=key, normalize=True), 0.0, atol=1e-6)
+
+
+def test_the_model_half_is_shared_between_maps(key):
+    """Precomputed drops (what evaluate shares across methods) give exactly the numbers of a standalone call."""
+    m, x = _linear((4, 4, 2), kind="classification"), _uniform((3, 4, 4, 2))
+    maps = [explain.vanilla_gradient(m, x).values, np.random.default_rng(1).normal(size=x.shape)]
+    sub = subset_drops(m, x, key=key, n_subsets=8, patch=2, subset_fraction=0.5)
+    per = perturbation_drops(m, x, key=key, n_samples=8)
+    assert sub.drops.shape == per.shape == (3, 8) and sub.units.shape == (3, 8, 2)  # 2 of 4 patches
+    for a in maps:
+        np.testing.assert_allclose(
+            faithfulness_correlation(m, x, a, key=key, n_subsets=8, patch=2, subset_fraction=0.5, drops=sub),
+            faithfulness_correlation(m, x, a, key=key, n_subsets=8, patch=2, subset_fraction=0.5), rtol=1e-6,
+        )  # fmt: skip
+        for kw in ({}, {"baseline": "zero", "normalize": True}):
+            np.testing.assert_allclose(
+                infidelity(m, x, a, key=key, n_samples=8, drops=per, **kw),
+                infidelity(m, x, a, key=key, n_samples=8, **kw), rtol=1e-5,
+            )  # fmt: skip
+    with pytest.raises(ValueError, match=r"expected drops of shape \(3, 16\) from subset_drops"):
+        faithfulness_correlation(m, x, maps[0], key=key, n_subsets=16, drops=sub)
+    with pytest.raises(TypeError, match=r"expected drops from subset_drops \(a SubsetDrops\), got ndarray"):
+        faithfulness_correlation(m, x, maps[0], key=key, n_subsets=8, drops=sub.drops)
 
 
 def test_errors(key):

@@ -65,6 +65,57 @@ def test_the_same_key_gives_the_same_numbers_whatever_else_is_asked(digits, digi
     )
 
 
+def test_map_independent_draws_are_shared_by_every_method(digits, digits_report):
+    """Infidelity's perturbations come from one key for every method (their forward passes run once per report):
+    each row equals a standalone call on that key with the method's own maps."""
+    from explain.metrics import faithfulness
+    from explain.saliency import registry
+
+    bundle, x = digits
+    key = jax.random.key(0)
+    shared = jax.random.fold_in(key, report.SHARED_KEYS + list(METRICS).index("infidelity"))
+    for method in digits_report.methods:
+        maps = registry.call(method, bundle.model, x, key=jax.random.fold_in(key, list(registry.METHODS).index(method)))
+        alone = faithfulness.infidelity(bundle.model, x, maps.values, key=shared, normalize=True)
+        np.testing.assert_allclose(digits_report.per_sample[(method, "infidelity")], alone, rtol=1e-5, atol=1e-7)
+
+
+def test_deletion_towards_a_blur_and_against_a_random_map(digits):
+    """The labelled deletion variants: the blurred baseline, and each AUC over a uniform random map's, per sample."""
+    from explain.metrics import deletion
+
+    bundle, x = digits
+    key = jax.random.key(3)
+    variants = ["deletion_auc", "deletion_ratio_random", "deletion_auc_blur", "deletion_blur_ratio_random"]
+    r = evaluate(bundle, x, methods=["vanilla_gradient"], metrics=variants, key=key)
+    got = {k: r.per_sample[("vanilla_gradient", k)] for k in variants}
+    random_map = jax.random.uniform(
+        jax.random.fold_in(key, report.SHARED_KEYS + list(METRICS).index("deletion_ratio_random")), x.shape
+    )
+    blur = report.blurred(x, report.BLUR_SIGMA)
+    assert blur.shape == x.shape and not np.allclose(blur, x)
+    assert np.asarray(r.deletion["vanilla_gradient"].scores).shape == (6, 21)  # the zero-baseline curve is kept
+    grad = _gradient_maps(bundle, x, key)
+    towards_blur = np.asarray(deletion(bundle, x, grad, baseline=blur).auc)
+    np.testing.assert_allclose(got["deletion_auc_blur"], towards_blur, rtol=1e-6)
+    np.testing.assert_allclose(
+        got["deletion_ratio_random"], got["deletion_auc"] / np.asarray(deletion(bundle, x, random_map).auc), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        got["deletion_blur_ratio_random"],
+        towards_blur / np.asarray(deletion(bundle, x, random_map, baseline=blur).auc),
+        rtol=1e-6,
+    )
+
+
+def _gradient_maps(bundle, x, key):
+    """The maps evaluate makes for vanilla_gradient: keyed by the method's index in the registry."""
+    from explain.saliency import registry
+
+    index = list(registry.METHODS).index("vanilla_gradient")
+    return registry.call("vanilla_gradient", bundle.model, x, key=jax.random.fold_in(key, index)).values
+
+
 def test_localisation_against_the_shapes_masks():
     bundle = specs.resolve("shapes_cnn")
     split = bundle.dataset.test
@@ -158,4 +209,5 @@ def test_every_metric_has_a_sentence_a_family_and_a_way_to_compute_it():
     assert list(METRICS) == [info.name for info in METRICS.values()] and set(DEFAULT_METRICS) <= set(METRICS)
     for info in METRICS.values():
         assert info.family in report.FAMILIES and info.sentence.endswith(".")
-        assert info.name in report._COMPUTE or info.name == "deletion_auc" or info.family == "randomisation"
+        computed_apart = info.name == "deletion_auc" or info.name in report._DELETION_VARIANTS
+        assert info.name in report._COMPUTE or computed_apart or info.family == "randomisation"

@@ -1,5 +1,6 @@
-"""Guided Backprop and Deconvnet: the rules on a hand-written 2-layer ReLU net; linen and NNX models unedited;
-pure cores under jit/vmap; SmoothGrad over Guided Backprop."""
+"""Guided Backprop and Deconvnet: the rules on a hand-written 2-layer ReLU net; Deconvnet's max-pool switches on a
+hand-computed case with ties; linen and NNX models unedited; pure cores under jit/vmap; SmoothGrad over Guided
+Backprop."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from explain.saliency.guided import (
     deconvnet_core,
     guided_backprop,
     guided_backprop_core,
+    switch_max,
 )
 from explain.saliency.smooth import smoothgrad
 
@@ -81,6 +83,72 @@ def test_target_all_equals_stacked_single_class_calls():
         assert a.values.shape == (3, 3, 4)
         hand = np.stack([_hand_rules(p, x, k)[rule] for k in range(3)], axis=1)
         np.testing.assert_allclose(a.values, hand, rtol=1e-5, atol=1e-6)
+
+
+# One 4×4 channel, pooled 2×2 then a linear head: windows TL, TR, BL, BR, row-major.
+TIES_X = np.array([[-1, -2, 5, 5], [-3, -1, 1, 2], [4, 0, 0, -1], [4, 1, -2, 0]], np.float32)
+TIES_W = np.array([[2.0], [1.5], [-1.0], [0.5]], np.float32)  # head weight of each window
+# After the ReLU: TL all 0 (4-way tie), TR ties 5 = 5, BL ties 4 = 4 (negative weight), BR all 0.
+# Deconvnet routes each window's max(w, 0) to its first maximum (the switch), whatever the ReLU mask.
+TIES_DECONVNET = np.array([[2, 0, 1.5, 0], [0, 0, 0, 0], [0, 0, 0.5, 0], [0, 0, 0, 0]], np.float32)
+# Guided Backprop keeps JAX's own max gradient, then its mask: only TR's positive tie survives, shared evenly
+# by reduce_max (reshape pooling), all to the first maximum by reduce_window (nn.max_pool).
+TIES_GUIDED_EVEN = np.array([[0, 0, 0.75, 0.75], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.float32)
+TIES_GUIDED_FIRST = np.array([[0, 0, 1.5, 0], [0, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]], np.float32)
+
+
+def _pooled_head(pool):
+    def apply(params, x):  # (N, 4, 4, 1) -> (N, 1)
+        return pool(jax.nn.relu(x)).reshape(x.shape[0], 4) @ params
+
+    return apply
+
+
+def _reshape_pool(h):
+    n, hh, w, c = h.shape
+    return h.reshape(n, hh // 2, 2, w // 2, 2, c).max(axis=(2, 4))  # as models.modules.max_pool_2x2
+
+
+@pytest.mark.parametrize(
+    ("pool", "guided_map"),
+    [(_reshape_pool, TIES_GUIDED_EVEN), (lambda h: nn.max_pool(h, (2, 2), strides=(2, 2)), TIES_GUIDED_FIRST)],
+    ids=["reduce_max", "reduce_window"],
+)
+def test_deconvnet_routes_max_pool_ties_to_the_first_maximum(pool, guided_map):
+    apply, x = _pooled_head(pool), jnp.asarray(np.stack([TIES_X, TIES_X.T])[..., None])  # a batch of two
+    deconv = jax.grad(lambda x: ModifiedApply(apply, "deconvnet")(TIES_W, x).sum())(x)
+    np.testing.assert_array_equal(deconv[0, ..., 0], TIES_DECONVNET)
+    single = jax.grad(lambda x: ModifiedApply(apply, "deconvnet")(TIES_W, x).sum())(x[1:])  # rows do not interact
+    np.testing.assert_array_equal(deconv[1:], single)
+    guided = jax.grad(lambda x: ModifiedApply(apply, "guided")(TIES_W, x).sum())(x)
+    np.testing.assert_array_equal(guided[0, ..., 0], guided_map)
+
+
+def test_deconvnet_switches_under_vmap_and_jit():
+    apply = _pooled_head(_reshape_pool)
+    x = jnp.asarray(TIES_X[None, ..., None])
+    grad = jax.jit(jax.vmap(jax.grad(lambda xi: ModifiedApply(apply, "deconvnet")(TIES_W, xi[None]).sum())))
+    np.testing.assert_array_equal(grad(x)[0, ..., 0], TIES_DECONVNET)
+
+
+@pytest.mark.parametrize(("shape", "axes"), [((3, 2, 2, 5), (1, 2)), ((2, 3, 2, 3, 2, 4), (2, 4)), ((4, 6), (0,))])
+def test_switch_max_without_ties_is_the_plain_max_and_gradient(shape, axes):
+    @jax.jit  # one compilation instead of a dozen eager ones
+    def both(x, g):
+        (m1, pull1), (m2, pull2) = jax.vjp(lambda x: switch_max(x, axes), x), jax.vjp(lambda x: x.max(axes), x)
+        return m1, m2, pull1(g)[0], pull2(g)[0]
+
+    x = jax.random.normal(jax.random.key(9), shape)  # continuous: no ties
+    ours, plain, ours_g, plain_g = both(x, jax.random.normal(jax.random.key(10), np.max(x, axis=axes).shape))
+    np.testing.assert_array_equal(ours, plain)
+    np.testing.assert_array_equal(ours_g, plain_g)
+
+
+def test_switch_max_global_tie_goes_to_the_first_position_in_row_major_order():
+    x = jnp.array([[[0.0, 1.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]])  # (2, 2, 2): max over (1, 2)
+    ours = jax.grad(lambda x: switch_max(x, (2, 1)).sum())(x)  # the order axes are given in does not matter
+    np.testing.assert_array_equal(ours, [[[0, 1], [0, 0]], [[1, 0], [0, 0]]])
+    np.testing.assert_array_equal(jax.grad(lambda x: jnp.max(x, axis=(1, 2)).sum())(x)[1], 0.25)  # JAX: even
 
 
 def test_linen_cnn_unedited_and_plain_gradient_unaffected(linen_cnn):
@@ -147,6 +215,30 @@ def test_smoothgrad_over_guided_backprop_is_the_mean_of_hand_maps_at_the_documen
     assert a.method == "smoothgrad"
     np.testing.assert_allclose(a.values, hand, rtol=1e-5, atol=1e-6)
     assert not np.allclose(hand, _hand_rules(p, x, 0)[1], atol=1e-3)  # the noise did move some ReLUs
+
+
+def test_count_relus_traces_once_per_apply_and_shapes():
+    traced = []
+
+    def apply(params, x):
+        traced.append(x.shape)
+        return jax.nn.relu(x @ params)
+
+    w = jnp.ones((3, 2))
+    assert count_relus(apply, w, jnp.zeros((4, 3))) == 1
+    assert count_relus(apply, 2 * w, jnp.ones((4, 3))) == 1  # other values, same shapes: remembered
+    assert traced == [(4, 3)]
+    assert count_relus(apply, w, jax.ShapeDtypeStruct((5, 3), jnp.float32)) == 1  # new shape: traced again
+    assert traced == [(4, 3), (5, 3)]
+
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, params, x):
+            return apply(params, x)
+
+    assert count_relus(Unhashable(), w, jnp.zeros((4, 3))) == 1  # not cached, still answered
+    assert len(traced) == 3
 
 
 def test_errors(nnx_mlp):

@@ -438,3 +438,93 @@ def test_openapi_documents_every_route_and_field(client):
     assert {"method", "target", "labels", "seed", "output", "heatmap"} <= set(fields)
     assert all(f.get("description") for f in fields.values())
     assert client.get("/docs").status_code == 200
+
+
+# ----------------------------------------------------------------------------- caps and per-row streams
+
+CAPPED = {"max_instances": 2, "max_steps": 8, "max_samples": 4, "max_rows_per_instance": 16, "max_restarts": 2}
+OVER_CAPS = [
+    # (verb, body, field, the refusal's words)
+    ("explain", {"instances": [GOOD] * 3}, "instances",
+     "at most 2 instances per request (the server's cap; --max-instances raises it), got 3"),
+    ("explain", {"instances": {"npy_b64": npy_b64(np.full((3, 8, 8, 1), 0.5))}}, "instances", "--max-instances"),
+    ("explain", {"instances": [GOOD], "parameters": {"method": "integrated_gradients", "steps": 9}},
+     "parameters.steps", "steps <= 8 (the server's cap; --max-steps raises it), got 9"),
+    ("explain", {"instances": [GOOD], "parameters": {"method": "smoothgrad", "n_samples": 5}},
+     "parameters.n_samples", "n_samples <= 4 (the server's cap; --max-samples raises it), got 5"),
+    ("explain", {"instances": [GOOD], "parameters": {"method": "smoothgrad", "n_samples": 4,
+     "method_options": {"steps": 9}}}, "parameters.method_options.steps", "--max-steps raises it"),
+    # occlusion's 64 windows (8x8 by default) are 64 model rows per instance: no step or sample cap sees them
+    ("explain", {"instances": [GOOD], "parameters": {"method": "occlusion"}}, "parameters",
+     "(the server's cap; --max-rows-per-instance raises it), got 64"),
+    ("attack", {"instances": [GOOD], "parameters": {"attack": "pgd", "eps": 0.1, "steps": 9}}, "parameters.steps",
+     "steps <= 8 (the server's cap; --max-steps raises it), got 9"),
+    ("attack", {"instances": [GOOD], "parameters": {"attack": "apgd", "eps": 0.1, "steps": 2, "restarts": 3}},
+     "parameters.restarts", "restarts <= 2 (the server's cap; --max-restarts raises it), got 3"),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def capped(digits):
+    with serving(digits, **CAPPED) as c:
+        yield c
+
+
+@pytest.mark.parametrize("verb, body, field, words", OVER_CAPS)
+def test_each_cap_refuses_naming_the_cap_and_the_flag_that_raises_it(capped, verb, body, field, words):
+    r = capped.post(f"{DIGITS}:{verb}", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["field"] == field and words in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "method, options", [("smoothgrad", {"n_samples": 3}), ("expected_gradients", {"n_samples": 3})]
+)
+def test_row_offset_gives_chunks_the_draws_of_one_call_on_the_whole_array(batching, digits, method, options):
+    x = np.asarray(digits.dataset.test.x[:5], np.float32)
+    whole = registry.call(method, digits.model, x, key=jax.random.key(9), **options)
+    extra = {"references": {"npy_b64": npy_b64(x)}} if method == "expected_gradients" else {}
+    requests = [
+        (f"{DIGITS}:explain", {"instances": x[a:b].tolist(),
+                               "parameters": {"method": method, "seed": 9, "row_offset": a, **options, **extra}})
+        for a, b in [(0, 2), (2, 3), (3, 5)]
+    ]  # fmt: skip
+    responses = concurrently(batching, requests)  # smoothgrad's chunks (one seed) may share a call
+    got = np.concatenate([attributions(r.json()) for r in responses])
+    assert_close(got, np.asarray(whole.values))
+    if whole.convergence_delta is not None:
+        deltas = [e["convergence_delta"] for r in responses for e in r.json()["explanations"]]
+        np.testing.assert_allclose(deltas, np.asarray(whole.convergence_delta), rtol=1e-4, atol=1e-5)
+    alone = batching.post(
+        f"{DIGITS}:explain",
+        json={"instances": x[3:].tolist(), "parameters": {"method": method, "seed": 9, **options, **extra}},
+    )
+    assert not np.allclose(attributions(alone.json()), got[3:])  # offset 0: the streams of rows 0 and 1
+
+
+def test_compiled_cores_are_bounded_whatever_options_clients_send(client, monkeypatch):
+    """Options come from clients: each distinct value compiles a core, and the oldest is dropped past the bound."""
+    monkeypatch.setattr(work, "MAX_CORES", 2)
+    for n in (1, 2, 3):
+        r = client.post(
+            f"{DIGITS}:explain",
+            json={"instances": [GOOD], "parameters": {"method": "smoothgrad", "n_samples": n, "seed": 0}},
+        )
+        assert r.status_code == 200, r.text
+    kept = [json.loads(options)["n_samples"] for _, method, options in work._CORES if method == "smoothgrad"]
+    assert len(work._CORES) <= 2 and kept[-1] == 3 and 1 not in kept
+
+
+@pytest.mark.parametrize(
+    "parameters, field, words",
+    [
+        ({"method": "integrated_gradients", "baseline": "uniform", "row_offset": 2}, "parameters.row_offset",
+         "draws for the whole call"),
+        ({"method": "integrated_gradients", "references": [GOOD]}, "parameters.references", "reference set"),
+        ({"method": "expected_gradients", "references": [[0.5] * 3]}, "parameters.references", "(m >= 1, 8, 8, 1)"),
+        ({"method": "smoothgrad", "row_offset": -1}, "parameters.row_offset", "greater than or equal to 0"),
+    ],
+)  # fmt: skip
+def test_row_offsets_and_references_that_cannot_be_used_are_refused(client, parameters, field, words):
+    r = client.post(f"{DIGITS}:explain", json={"instances": [GOOD], "parameters": parameters})
+    assert r.status_code == 422 and r.json()["error"]["field"] == field and words in r.json()["error"]["message"]

@@ -25,3 +25,18 @@ def test_bad_settings_are_refused():
         Settings(timeout_s=0)
     with pytest.raises(ValueError, match="non-empty bearer token"):
         Settings(token="")
+
+
+def test_over_cap_names_the_cap_and_the_flag_and_passes_values_within():
+    settings = Settings(max_steps=8)
+    assert settings.over_cap("max_steps", "steps", 8) is None
+    assert (
+        settings.over_cap("max_steps", "steps", 9)
+        == "expected steps <= 8 (the server's cap; --max-steps raises it), got 9"
+    )
+
+
+@pytest.mark.parametrize("cap", ["max_instances", "max_steps", "max_samples", "max_rows_per_instance", "max_restarts"])
+def test_every_cap_must_be_a_positive_int(cap):
+    with pytest.raises(ValueError, match=rf"Settings.{cap} to be an int >= 1, got 0"):
+        Settings(**{cap: 0})
