@@ -76,6 +76,7 @@ import explain.adversarial as adv  # noqa: E402
 import explain.saliency as sal  # noqa: E402
 import models  # noqa: E402
 from benchmarks.captum_crosscheck import torch_twin  # noqa: E402
+from explain import runtime  # noqa: E402
 from explain.adversarial.attacks import AttackConfig, pgd_core  # noqa: E402
 from explain.metrics import deletion  # noqa: E402
 
@@ -284,10 +285,18 @@ def main(argv=None) -> int:
         help="Captum's FGSM/PGD skip pixels with |gradient| <= this (Captum's default 1e-6; ours has none: 0)",
     )
     ap.add_argument("--methods", nargs="*", default=None, help="a subset of the rows (default: all)")
+    ap.add_argument(
+        "--malloc",
+        choices=("tuned", "system"),
+        default="tuned",
+        help="glibc malloc as our entry points tune it (explain.runtime), or its defaults; process-wide, so "
+        "PyTorch runs with the same allocator (default: tuned)",
+    )
     args = ap.parse_args(argv)
     if torch is None:
         print(f"skipped: torch/captum not installed ({_MISSING}); see benchmarks/requirements-optional.txt")
         return 0
+    print(f"malloc: {runtime.tune_malloc() if args.malloc == 'tuned' else 'system defaults'}")
     b = models.load("shapes_cnn")
     x = np.array(b.dataset.test.x[: args.n])
     labels = np.asarray(b.model.apply(b.model.params, jnp.asarray(x))).argmax(1)
