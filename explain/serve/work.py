@@ -32,8 +32,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from explain import adversarial, chunking, specs, targets, viz
-from explain.gradients import forward, prepare
+from explain import adversarial, specs, targets, viz
+from explain.batch import run as batch_run
+from explain.gradients import forward
 from explain.saliency import registry
 from explain.saliency.attribution import Attribution
 from explain.serve import payloads
@@ -412,29 +413,21 @@ def run_explain(jobs: list[Job], bucket: Callable[[int], int]) -> list[Explained
     ]
 
 
-# Compiled cores by (model, method, options), least recently used first. Options come from clients, so the
+# Compiled methods by (model, method, options), least recently used first. Options come from clients, so the
 # cache is bounded: an unbounded one would grow by one set of executables per distinct option value sent.
-_CORES: collections.OrderedDict[Hashable, tuple[Any, Callable[..., Any]]] = collections.OrderedDict()
+_CORES: collections.OrderedDict[Hashable, tuple[Any, batch_run.Method]] = collections.OrderedDict()
 MAX_CORES = 32
 
 
-def _core(job: Job) -> Callable[..., Any]:
-    """``jit((params, x, target, row_ids, key, references) -> Attribution)`` of the job's method and options."""
+def _method(job: Job) -> batch_run.Method:
+    """The batch engine's compiled per-row core for the job's method and options (one device), cached."""
     # id() is safe as a key: the entry holds the Served object, so its id cannot be reused while cached
     cache_key = (id(job.served), job.method, json.dumps(dict(job.options), sort_keys=True, default=str))
     if cache_key in _CORES:
         _CORES.move_to_end(cache_key)
     else:
-        info, model = registry.METHODS[job.method], job.served.model
-        static = info.core_options(model, info.check_options(dict(job.options)))
-        takes_references = "references" in inspect.signature(info.core).parameters
-        fn = model.tap if info.uses_tap else model.apply
-
-        def call(params, x, target, row_ids, key, references):
-            extra = {"references": references} if takes_references else {}
-            return info.core(fn, params, x, target, row_ids=row_ids, key=key, **static, **extra)
-
-        _CORES[cache_key] = (job.served, jax.jit(call))
+        built = batch_run.build_method(job.served.model, job.method, job.options, None, None, None, 1)
+        _CORES[cache_key] = (job.served, built)
         while len(_CORES) > MAX_CORES:
             _CORES.popitem(last=False)
     return _CORES[cache_key][1]
@@ -443,30 +436,11 @@ def _core(job: Job) -> Callable[..., Any]:
 def _run_core(
     job: Job, x: np.ndarray, target: Any, labels: Any, row_ids: np.ndarray, references: np.ndarray
 ) -> Attribution:
-    """The job's core on ``x (R, ...)`` with ``row_ids (R,)``, in row chunks within the memory budget.
-
-    A chunk is the largest power of two of rows whose ``rows_per_sample`` model rows fit
-    (:func:`explain.chunking.rows_per_chunk`); the last is padded, so one more shape compiles at most.
-    """
-    info, model = registry.METHODS[job.method], job.served.model
-    factor = model.num_outputs if isinstance(target, str) and target == targets.ALL else 1
-    per_row = info.rows_per_sample(model, {**info.defaults, **job.options})
-    fit = max(1, chunking.rows_per_chunk(model, factor=factor) // per_row)
-    n = x.shape[0]
-    chunk = min(n, 2 ** (fit.bit_length() - 1))
-    compiled, key = _core(job), jax.random.key(job.seed)
-    parts = []
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        rows = _pad(np.arange(start, stop), chunk)  # padded rows repeat the chunk's first; dropped below
-        p = prepare(model, x[rows], target=_take(target, rows), labels=_take(labels, rows), allow_all=info.supports_all)
-        part = compiled(model.params, p.x, p.target, row_ids[rows], key, references)
-        parts.append(jax.tree.map(lambda a, size=stop - start: np.asarray(a)[:size], part))
-    return parts[0] if len(parts) == 1 else jax.tree.map(lambda *a: np.concatenate(a), *parts)
-
-
-def _take(value: Any, rows: np.ndarray) -> Any:
-    return value[rows] if isinstance(value, np.ndarray) else value
+    """The job's core on ``x (R, ...)`` with ``row_ids (R,)``: the batch engine's one call per shard
+    (:func:`explain.batch.run.attribute_shard`, chunked within the memory budget, the last chunk padded)."""
+    method = dataclasses.replace(_method(job), key=jax.random.key(job.seed), references=references)
+    att, _, _ = batch_run.attribute_shard(method, job.served.model, x, row_ids, target, labels, shard=0)
+    return jax.tree.map(np.asarray, att)
 
 
 def run_attack(jobs: list[Job], bucket: Callable[[int], int]) -> list[Attacked]:
