@@ -287,16 +287,20 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", nargs="*", default=None, help="a subset of the rows (default: all)")
     ap.add_argument(
         "--malloc",
-        choices=("tuned", "system"),
+        choices=runtime.ALLOCATORS,
         default="tuned",
-        help="glibc malloc as our entry points tune it (explain.runtime), or its defaults; process-wide, so "
-        "PyTorch runs with the same allocator (default: tuned)",
+        help="glibc malloc as our entry points tune it (explain.runtime), its defaults, or tcmalloc preloaded "
+        "(the script restarts itself with it); process-wide, so PyTorch runs with the same allocator (default: tuned)",
     )
     args = ap.parse_args(argv)
     if torch is None:
         print(f"skipped: torch/captum not installed ({_MISSING}); see benchmarks/requirements-optional.txt")
         return 0
-    print(f"malloc: {runtime.tune_malloc() if args.malloc == 'tuned' else 'system defaults'}")
+    if args.malloc == "tcmalloc" and not runtime.preloaded_allocator():
+        env = runtime.allocator_env("tcmalloc")  # ValueError names the package where it is missing
+        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], env)
+    os.environ[runtime.MALLOC_ENV] = "system" if args.malloc == "system" else "tuned"
+    print(f"malloc: {runtime.tune_malloc() or runtime.preloaded_allocator() or 'system defaults'}")
     b = models.load("shapes_cnn")
     x = np.array(b.dataset.test.x[: args.n])
     labels = np.asarray(b.model.apply(b.model.params, jnp.asarray(x))).argmax(1)

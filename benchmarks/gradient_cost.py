@@ -11,8 +11,10 @@ pass (about 3× in FLOPs). Beside wall time: process CPU time (all threads) and 
 faults per call, which a loaded machine disturbs far less.
 
 ``--malloc`` picks the allocator settings: ``tuned`` (what the entry points apply,
-:func:`explain.runtime.tune_malloc`), ``system`` (glibc's defaults), or ``compare``: both,
-each in its own fresh process, alternating for --rounds rounds, medians over the rounds.
+:func:`explain.runtime.tune_malloc`), ``system`` (glibc's defaults), ``tcmalloc`` (preloaded:
+run the script under ``LD_PRELOAD``), or ``compare``: all three (tcmalloc where the machine has
+it, :func:`explain.runtime.find_tcmalloc`), each in its own fresh process, alternating for
+--rounds rounds, medians over the rounds.
 
 ``--first-call``: the first call in a fresh process (model loaded, nothing compiled) of the
 gradient and of IG with 32 steps, each in its own process: with the persistent compilation
@@ -35,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from explain import runtime  # noqa: E402  (imports no JAX)
 
-ALLOCATORS = ("system", "tuned")
+ALLOCATORS = ("system", "tuned", "tcmalloc")
 FIRST_CALL_METHODS = {"gradient": ("vanilla_gradient", {}), "IG-32": ("integrated_gradients", {"steps": 32})}
 
 
@@ -129,11 +131,11 @@ def compare(models_: list[str], batch: int, repeats: int, rounds: int) -> None:
     print("ms: wall and process-CPU milliseconds per call; faults: minor page faults per gradient call")
     print(HEADER)
     for name in models_:
-        runs: dict[str, list[dict]] = {a: [] for a in ALLOCATORS}
+        runs: dict[str, list[dict]] = {a: [] for a in ALLOCATORS if a != "tcmalloc" or runtime.find_tcmalloc()}
         for _ in range(rounds):
-            for allocator in ALLOCATORS:
+            for allocator in runs:
                 args = ["--models", name, "--batch", str(batch), "--repeats", str(repeats), "--malloc", allocator]
-                runs[allocator].append(_child([*args, "--json"]))
+                runs[allocator].append(_child([*args, "--json"], runtime.allocator_env(allocator)))
         for allocator, rs in runs.items():
             row = {k: statistics.median(r[k] for r in rs) for k in rs[0] if k != "model"}
             _print_rows([{"model": name, **row}], allocator)
@@ -177,8 +179,12 @@ def main() -> None:
     if args.malloc == "compare":
         compare(names, args.batch, args.repeats, args.rounds)
         return
-    os.environ[runtime.MALLOC_ENV] = args.malloc
-    applied = runtime.tune_malloc()
+    if args.malloc == "tcmalloc" and not runtime.preloaded_allocator():
+        parser.error(
+            "--malloc tcmalloc: run through --malloc compare, or preload it (LD_PRELOAD=libtcmalloc_minimal.so.4)"
+        )
+    os.environ[runtime.MALLOC_ENV] = "system" if args.malloc == "system" else "tuned"
+    applied = runtime.tune_malloc() or runtime.preloaded_allocator()
     rows = [measure(name, args.batch, args.repeats) for name in names]
     if args.json:
         print(json.dumps(rows[0]))

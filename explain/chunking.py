@@ -86,6 +86,16 @@ def plan(n: int, rows: int, draws: int = 1) -> tuple[int, int]:
     return batch, max(1, min(draws, rows // batch))
 
 
+def balanced(total: int, chunk: int) -> int:
+    """The chunk size of ``ceil(total / chunk)`` equal chunks: at most ``chunk``, with the least padding.
+
+    130 rows at 88 per call run as two calls of 65, not 88 + 42 padded to 88 (35% of the
+    rows computed for nothing).
+    """
+    chunk = max(1, min(chunk, total))
+    return -(-total // -(-total // chunk)) if total else chunk
+
+
 def chunk_bounds(total: int, chunk: int) -> Iterator[tuple[int, int]]:
     """``(start, stop)`` pairs covering ``range(total)`` in steps of ``chunk``."""
     if chunk < 1:
@@ -160,7 +170,7 @@ def map_rows(
       chunk: no device array grows with ``N`` or ``S``.
     """
     n = jax.tree_util.tree_leaves(arrays)[0].shape[0]
-    batch = max(1, min(batch, n))
+    batch = balanced(n, batch)
     n_draws = 0 if draws is None else jax.tree_util.tree_leaves(draws)[0].shape[0]
     per_call = max(1, min(per_call, n_draws or 1))
     out = None
@@ -189,7 +199,7 @@ def accumulate(fn: Callable[[Any, jax.Array], Any], items: Any, chunk: int, *, b
     changes. Host arrays are sliced on the host: a new ``S`` compiles nothing new.
     """
     total = jax.tree_util.tree_leaves(items)[0].shape[0]
-    chunk = max(1, min(chunk, total))
+    chunk = balanced(total, chunk)
     acc = None
     for start, stop in chunk_bounds(total, chunk):
         weights = np.zeros((chunk,), np.float32)

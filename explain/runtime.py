@@ -10,8 +10,10 @@ process's allocator or write caches in the user's home behind their back).
   every call, so each call paid the kernel for zeroing those pages anew: about 9,000
   page faults (35 MiB) per gradient of ``shapes_cnn`` on 32 images, most of the gap to
   PyTorch for single-gradient methods. Raising the mmap and trim thresholds keeps the
-  freed buffers in the heap for the next call (``benchmarks/gradient_cost.py --malloc
-  compare`` measures it). ``$EXPLAIN_MALLOC=system`` keeps the C library's defaults.
+  freed buffers in the heap for the next call, and one arena for every thread keeps the
+  buffers XLA's own threads allocate there too (a thread's own arena mmaps anything over
+  64 MiB). ``benchmarks/gradient_cost.py --malloc compare`` measures it against glibc's
+  defaults and tcmalloc. ``$EXPLAIN_MALLOC=system`` keeps the C library's defaults.
 * :func:`enable_compilation_cache`: JAX's persistent compilation cache in a per-user
   folder, so a fresh process loads its compiled programs from disk instead of
   compiling them again. ``$EXPLAIN_JAX_CACHE`` picks the folder; empty turns it off.
@@ -45,10 +47,21 @@ CACHE_ENV = "EXPLAIN_JAX_CACHE"  # a folder, or "" to turn the persistent compil
 # call's whole working set, so no buffer of a default-sized chunk is mmapped (a test ties the two).
 # The trim threshold keeps up to 1 GiB of freed memory at the top of the heap instead of returning it:
 # without it the heap shrank after each call and the pages were faulted in again on the next.
-MALLOC_SETTINGS: dict[str, int] = {"M_MMAP_THRESHOLD": 256 * 2**20, "M_TRIM_THRESHOLD": 2**30}
-_MALLOPT_PARAM = {"M_TRIM_THRESHOLD": -1, "M_MMAP_THRESHOLD": -3}
+# One arena: a thread other than the main one allocates from an arena of its own, whose heaps are at
+# most 64 MiB, so a larger buffer is mmapped whatever the threshold says, and freed arena heaps are
+# given back. XLA's threads allocate such buffers: with the two settings above alone, IG with 50 steps
+# on 64 images still faulted in 3.6 GB of fresh pages (921,000 faults, 4.8 s); with one arena 17,000
+# (3.1 s), as with tcmalloc (benchmarks/gradient_cost.py --malloc compare).
+MALLOC_SETTINGS: dict[str, int] = {"M_MMAP_THRESHOLD": 256 * 2**20, "M_TRIM_THRESHOLD": 2**30, "M_ARENA_MAX": 1}
+_MALLOPT_PARAM = {"M_TRIM_THRESHOLD": -1, "M_MMAP_THRESHOLD": -3, "M_ARENA_MAX": -8}
 # Environment variables through which the user already tunes or replaces glibc's malloc: theirs wins.
-_USER_MALLOC_ENV = ("GLIBC_TUNABLES", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_")
+_USER_MALLOC_ENV = (
+    "GLIBC_TUNABLES",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "MALLOC_TOP_PAD_",
+    "MALLOC_ARENA_MAX",
+)
 
 _malloc_applied: dict[str, int] | None = None
 
@@ -75,7 +88,7 @@ def malloc_settings(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
         raise ValueError(f"${MALLOC_ENV} must be 'tuned' or 'system', got {mode!r}")
     if mode == "system" or sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
         return {}
-    if any(name in environ for name in _USER_MALLOC_ENV) or "malloc" in environ.get("LD_PRELOAD", ""):
+    if any(name in environ for name in _USER_MALLOC_ENV) or preloaded_allocator(environ):
         return {}
     return dict(MALLOC_SETTINGS)
 
@@ -83,10 +96,11 @@ def malloc_settings(environ: Mapping[str, str] = os.environ) -> dict[str, int]:
 def tune_malloc() -> dict[str, int]:
     """Sets glibc's malloc to keep large freed buffers for reuse (see the module docstring); once per process.
 
-    Effective at any time, also after JAX is imported: measured as good as the same values
-    set through ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` before the process
-    started. Costs resident memory up to the largest working set the process has had, held
-    rather than returned to the system between calls.
+    The thresholds take effect at any time, also after JAX is imported (measured as good as the
+    same values set through ``MALLOC_MMAP_THRESHOLD_`` and ``MALLOC_TRIM_THRESHOLD_`` before the
+    process started); the one-arena limit only for threads that have not allocated yet, so call
+    it before the first JAX computation starts XLA's threads. Costs resident memory up to the
+    largest working set the process has had, held rather than returned to the system between calls.
 
     Returns:
       The settings applied, by mallopt name (``{}`` where :func:`malloc_settings` says they do
@@ -106,6 +120,55 @@ def tune_malloc() -> dict[str, int]:
                 log.warning("glibc refused mallopt(%s, %d)", name, value)
     _malloc_applied = applied
     return dict(applied)
+
+
+# Allocators a child process can be given (benchmarks compare them): glibc as it comes, glibc tuned by
+# tune_malloc, or tcmalloc preloaded where the machine has it (Debian: libtcmalloc-minimal4).
+ALLOCATORS = ("system", "tuned", "tcmalloc")
+_TCMALLOC_LIBS = ("tcmalloc_minimal", "tcmalloc")
+_PRELOADED = ("tcmalloc", "jemalloc", "mimalloc")
+
+
+def find_tcmalloc() -> str | None:
+    """The shared library name of tcmalloc on this machine (e.g. ``libtcmalloc_minimal.so.4``), else None."""
+    import ctypes.util
+
+    for name in _TCMALLOC_LIBS:
+        found = ctypes.util.find_library(name)
+        if found:
+            return found
+    return None
+
+
+def preloaded_allocator(environ: Mapping[str, str] = os.environ) -> str:
+    """The replacement allocator ``LD_PRELOAD`` names (``"tcmalloc"``, ``"jemalloc"``, ``"mimalloc"``), else ``""``."""
+    preload = environ.get("LD_PRELOAD", "")
+    return next((name for name in _PRELOADED if name in preload), "")
+
+
+def allocator_env(allocator: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The environment of a child process that runs with ``allocator`` (one of :data:`ALLOCATORS`).
+
+    ``"system"`` and ``"tuned"`` set :data:`MALLOC_ENV` and drop a preloaded allocator;
+    ``"tcmalloc"`` preloads it (whose freed memory stays in its own caches: :func:`tune_malloc`
+    then does nothing).
+
+    Raises:
+      ValueError: an unknown allocator, or ``"tcmalloc"`` on a machine without it.
+    """
+    if allocator not in ALLOCATORS:
+        raise ValueError(f"expected an allocator of {', '.join(ALLOCATORS)}, got {allocator!r}")
+    env = {k: v for k, v in environ.items() if k != "LD_PRELOAD"}
+    kept = " ".join(p for p in environ.get("LD_PRELOAD", "").split() if not any(a in p for a in _PRELOADED))
+    if allocator == "tcmalloc":
+        lib = find_tcmalloc()
+        if lib is None:
+            raise ValueError("tcmalloc is not installed here (Debian/Ubuntu: apt-get install libtcmalloc-minimal4)")
+        kept = f"{lib} {kept}".strip()
+    if kept:
+        env["LD_PRELOAD"] = kept
+    env[MALLOC_ENV] = "system" if allocator == "system" else "tuned"
+    return env
 
 
 def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:

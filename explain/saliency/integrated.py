@@ -34,7 +34,7 @@ from jaxtyping import Array, Float, Int
 from explain import chunking
 from explain.arrays import Batch
 from explain.checks import check_choice, check_float, check_int, check_key
-from explain.gradients import Prepared, prepare
+from explain.gradients import Prepared, prepare, target_and_grad
 from explain.model import Model, as_model
 from explain.saliency import _common as common
 from explain.saliency.attribution import Attribution
@@ -325,13 +325,15 @@ def integrated_gradients_adaptive(
     twice the steps, until all pass or ``max_steps`` is reached. Each sample keeps
     the result of the first step count that passed (or of ``max_steps``). The same rule as
     :func:`integrated_gradients_adaptive_core` (which runs it as one masked ``while_loop`` for
-    ``jax.jit``/``jax.vmap``); here each round recomputes only the unconverged samples.
+    ``jax.jit``/``jax.vmap``); here each round recomputes only the unconverged samples, their
+    (sample, node) pairs packed into calls of a fixed size.
 
     Args:
       tolerance: ``> 0``; see above.
       start_steps, max_steps: ``1 <= start_steps <= max_steps <= 10000``.
-      memory_budget: the steps per call are fixed once from it (:func:`adaptive_chunk`) and
-        sub-batches padded to a few bucket sizes, so doubling does not recompile.
+      memory_budget: rows per gradient call, fixed once from it: each call takes that many
+        (sample, node) pairs of the unconverged samples, whatever the round, so doubling
+        neither recompiles nor pads samples.
       (others as :func:`integrated_gradients`; ``target="all"`` is not supported)
 
     Returns:
@@ -343,47 +345,80 @@ def integrated_gradients_adaptive(
     p = prepare(model, x, target=target, labels=labels, memory_budget=memory_budget)
     base = make_baseline(p.model, p.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
     n = p.n
-    rows = common.rows(p, memory_budget)
-    scale = 1.0 + np.abs(np.asarray(common.delta(p, np.zeros(p.x.shape, p.x.dtype), base, memory_budget)))
+    # F(x) - F(x') once, on the host: every round's completeness error is its sum minus this.
+    diff = -np.asarray(common.delta(p, np.zeros(p.x.shape, p.x.dtype), base, memory_budget))
+    scale = 1.0 + np.abs(diff)
+    # One compiled shape for every round: rows of (sample, node) pairs, as many as one call may take.
+    size = max(1, min(common.rows(p, memory_budget), n * start_steps))
+    fn = functools.partial(_pair_chunk, p.model.apply, p.model.params)
+    host_base = np.asarray(base, p.x.dtype)
     values, delta = np.zeros(p.x.shape, p.x.dtype), np.zeros((n,), p.x.dtype)
     used = np.zeros((n,), np.int32)
     todo = np.arange(n)
     steps = start_steps
-    while todo.size:
-        # Only unconverged samples are recomputed, padded (repeating the first) to a bucket size, and
-        # every round uses the same (samples, steps) per call, so the compiled shapes are few: at most
-        # 1 + log2(N / _MIN_BUCKET) buckets however many times the steps double. (On the host this is
-        # 6x faster than the masked while_loop of the core, which pads every round to max_steps.)
-        bucket = _bucket(todo.size, n)
-        idx = np.concatenate([todo, np.full(bucket - todo.size, todo[0])])
-        sub = p.rows(idx)
-        batch = max(1, min(bucket, rows))
-        per_call = adaptive_chunk(max(1, rows // batch), start_steps)
-        alphas, weights = quadrature(rule, steps)
-        nodes = np.stack([alphas, weights], axis=1).astype(p.x.dtype)
-        fn = functools.partial(_path_chunk, p.model.apply, p.model.params)
-        v = chunking.map_rows(
-            fn, sub.x, sub.target, base[idx], batch=batch, draws=nodes, per_call=per_call, show_progress=show_progress
-        )
-        d = np.asarray(common.delta(sub, v, base[idx], memory_budget))
-        v, d = v[: todo.size], d[: todo.size]
-        values[todo], delta[todo], used[todo] = v, d, steps
-        todo = todo[np.abs(d) > tolerance * scale[todo]]
-        if steps >= max_steps:
-            break
-        steps = min(2 * steps, max_steps)
+    with chunking.progress(0, enabled=show_progress, desc="pairs") as bar:
+        while todo.size:
+            alphas, weights = quadrature(rule, steps)
+            nodes = np.stack([alphas, weights], axis=1).astype(p.x.dtype)
+            bar.total += -(-todo.size * steps // size)
+            v = _pair_sums(fn, p, host_base, todo, nodes, size, bar)
+            d = v.reshape(todo.size, -1).sum(axis=1) - diff[todo]
+            values[todo], delta[todo], used[todo] = v, d, steps
+            todo = todo[np.abs(d) > tolerance * scale[todo]]
+            if steps >= max_steps:
+                break
+            steps = min(2 * steps, max_steps)
     return Attribution(
         jax.device_put(values), "integrated_gradients_adaptive", p.target.name,
         convergence_delta=jnp.asarray(delta), steps=jnp.asarray(used),
     )  # fmt: skip
 
 
-_MIN_BUCKET = 8  # below this many samples a compile costs more than the padded rows
+def pair_chunk(
+    apply: Callable,
+    params: Any,
+    x: Float[Array, " r *features"],
+    target: BoundTarget,
+    baseline: Float[Array, " r *features"],
+    nodes: Float[Array, " r 2"],
+) -> Float[Array, " r *features"]:
+    """Pure: ``w_r (x_r - x'_r) ⊙ ∇F(x'_r + α_r (x_r - x'_r))`` for rows of (sample, node ``(α_r, w_r)``) pairs.
+
+    Summed over a sample's rows this is its IG; rows of any samples and nodes share one call.
+    """
+    baseline = baseline.astype(x.dtype)
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    a, w = nodes[:, 0].reshape(shape).astype(x.dtype), nodes[:, 1].reshape(shape).astype(x.dtype)
+    _, g, _ = target_and_grad(apply, params, baseline + a * (x - baseline), target)
+    return w * (x - baseline) * g
 
 
-def _bucket(todo: int, n: int) -> int:
-    """Padded sub-batch size for ``todo`` of ``n`` samples: the next power of two, at least ``min(n, 8)``."""
-    return min(n, max(_MIN_BUCKET, 1 << (todo - 1).bit_length()))
+_pair_chunk = jax.jit(pair_chunk, static_argnums=0)
+
+
+def _pair_sums(
+    fn: Callable, p: Prepared, base: np.ndarray, todo: np.ndarray, nodes: np.ndarray, size: int, bar: Any
+) -> np.ndarray:
+    """IG of the samples ``todo`` with ``nodes (S, 2)``: ``(len(todo), ...)``, from calls of ``size`` pairs each.
+
+    Pairs run sample-major, so each call holds whole or partial node ranges of a few samples; the
+    last call repeats the last pair (its rows are dropped). No sample is padded: where one sample
+    is left, a call holds ``size`` of its nodes, not ``size`` rows of which most are copies.
+    """
+    steps = nodes.shape[0]
+    total = todo.size * steps
+    out = np.zeros((todo.size, *p.x.shape[1:]), p.x.dtype)
+    for start, stop in chunking.chunk_bounds(total, size):
+        pair = np.minimum(np.arange(start, start + size), total - 1)
+        local = pair // steps
+        sid = todo[local]
+        sub = p.rows(sid)
+        g = np.asarray(fn(sub.x, sub.target, base[sid], nodes[pair % steps]))[: stop - start]
+        local = local[: stop - start]
+        first = np.flatnonzero(np.r_[True, local[1:] != local[:-1]])  # each sample's first row in this call
+        out[local[first]] += np.add.reduceat(g, first, axis=0)
+        bar.update()
+    return out
 
 
 def check_adaptive(tolerance: Any, rule: str, start_steps: Any, max_steps: Any) -> tuple[float, str, int, int]:
@@ -510,16 +545,3 @@ def integrated_gradients_adaptive_core(
     return adaptive_refine(
         apply, params, x, target, baseline, nodes, counts, offsets, tolerance, chunk=chunk, group=group
     )
-
-
-def adaptive_chunk(cap: int, start_steps: int) -> int:
-    """Steps per gradient call for every round of the adaptive loop, fixed once.
-
-    At most ``start_steps`` (every round's count is a multiple of it but maybe the last) and
-    at most ``cap`` (the memory bound). The largest divisor of ``start_steps`` within that is
-    preferred, since it divides every doubled step count and no chunk is padded, unless it is
-    under half the cap.
-    """
-    cap = max(1, min(cap, start_steps))
-    divisor = max(d for d in range(1, cap + 1) if start_steps % d == 0)
-    return divisor if 2 * divisor >= cap else cap

@@ -39,6 +39,14 @@ def test_map_rows_pads_slices_pytrees_and_returns_host_arrays():
     np.testing.assert_array_equal(a, 2 * np.arange(10))
 
 
+@pytest.mark.parametrize("n, batch, size", [(130, 88, 65), (128, 88, 64), (88, 88, 88), (89, 88, 45), (3, 88, 3)])
+def test_chunks_are_balanced_so_padding_is_under_one_row_per_chunk(n, batch, size):
+    seen = []
+    out = chunking.map_rows(lambda x: (seen.append(x.shape[0]), x * 2)[1], np.arange(n, dtype=np.float32), batch=batch)
+    assert set(seen) == {size} and len(seen) * size - n < len(seen)
+    np.testing.assert_array_equal(out, 2 * np.arange(n, dtype=np.float32))
+
+
 def test_map_rows_sums_draw_chunks_with_zero_weight_padding():
     x = np.ones((5, 2), np.float32)
     draws = np.arange(1.0, 8.0, dtype=np.float32)  # 7 draws in chunks of 3: the last padded with zero weight

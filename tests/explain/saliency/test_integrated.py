@@ -144,11 +144,17 @@ def test_completeness_on_64_shapes_images_at_64_gauss_legendre_steps():
 def test_adaptive_reaches_tolerance_on_every_sample_and_reports_steps():
     bundle = shapes()
     x = bundle.dataset.test.x[:4]
-    a = integrated_gradients_adaptive(bundle, x, tolerance=1e-3, start_steps=16, max_steps=1024)
+    # 40 (sample, node) pairs per call: a call holds the end of one sample's nodes and the start of the next's
+    budget = 40 * chunking.row_bytes(bundle.model)
+    a = integrated_gradients_adaptive(bundle, x, tolerance=1e-3, start_steps=16, max_steps=1024, memory_budget=budget)
     diff = a.values.reshape(4, -1).sum(1) - a.convergence_delta
     assert (np.abs(a.convergence_delta) <= 1e-3 * (1 + np.abs(diff))).all()
     steps = np.asarray(a.steps)
     assert set(steps.tolist()) <= {16, 32, 64, 128, 256, 512, 1024} and steps.max() > 16  # it had to double
+    for k in set(steps.tolist()):  # each sample's sum of pairs is its own IG at its step count
+        rows = np.flatnonzero(steps == k)
+        plain = integrated_gradients(bundle, x[rows], steps=k)
+        np.testing.assert_allclose(np.asarray(a.values)[rows], plain.values, rtol=1e-4, atol=1e-6)
 
 
 def test_adaptive_stops_at_start_steps_when_exact():
@@ -237,13 +243,6 @@ def test_adaptive_doubling_does_not_recompile():
         a = integrated_gradients_adaptive(m, x, max_steps=64, **opts)
     assert a.steps.tolist() == [64] * 5
     assert c.count == 0, f"{c.count} compilations over 5 doublings"
-
-
-def test_adaptive_chunk_is_fixed_and_bounded():
-    assert integrated.adaptive_chunk(64, 16) == 16  # never above start_steps: accumulate never clamps
-    assert integrated.adaptive_chunk(5, 16) == 4  # a divisor of 16 divides every doubled count
-    assert integrated.adaptive_chunk(16, 17) == 16  # 17 is prime: keep the memory-bound chunk, pad
-    assert integrated.adaptive_chunk(0, 16) == 1
 
 
 @pytest.mark.parametrize(
