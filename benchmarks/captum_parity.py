@@ -268,8 +268,10 @@ def attacks(b, twin, args) -> list[tuple[str, float, float, float, float, float,
 
 
 def allocator() -> str:
+    """The process's allocator, shared by both sides: what is preloaded, else glibc with the mallopt values set."""
     pre = os.environ.get("LD_PRELOAD", "")
     tunables = {k: v for k, v in os.environ.items() if k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    tunables |= runtime.tune_malloc() if os.environ.get(runtime.MALLOC_ENV) == "tuned" else {}
     return f"LD_PRELOAD={pre or '-'} {tunables or 'glibc defaults'}"
 
 

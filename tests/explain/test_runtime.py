@@ -22,40 +22,34 @@ ROOT = Path(__file__).resolve().parents[2]
 ON_GLIBC = sys.platform == "linux" and "CS_GNU_LIBC_VERSION" in os.confstr_names
 ON_GLIBC = ON_GLIBC and (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
 
-# Eight 64 MiB buffers, each written through (as XLA writes its work buffers) and freed: glibc's
-# default mmaps and unmaps each one (16,384 fresh pages every time); tuned, the heap keeps the first.
-FAULTS = """
-import ctypes, resource
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-size = 64 * 2**20
-def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-p = libc.malloc(size); ctypes.memset(p, 1, size); libc.free(p)
-before = faults()
-for _ in range(8):
-    p = libc.malloc(size); ctypes.memset(p, 1, size); libc.free(p)
-result["faults"] = faults() - before
-"""
 
-
-# The same buffers allocated and freed by a thread other than the main one: without the one-arena limit
-# it gets an arena of its own, whose heaps hold at most 64 MiB, so each buffer is mmapped and faulted anew.
-THREAD_FAULTS = """
+def faults_code(size_mib: int, *, thread: bool) -> str:
+    """Code that allocates, writes through (as XLA writes its work buffers) and frees a buffer of ``size_mib``
+    nine times, in a new thread when ``thread``, and stores the minor page faults of the last eight in
+    ``result["faults"]``."""
+    code = f"""
 import ctypes, resource, threading
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
-size = 80 * 2**20
+def once():
+    p = libc.malloc({size_mib} * 2**20); ctypes.memset(p, 1, {size_mib} * 2**20); libc.free(p)
 def work():
-    p = libc.malloc(size); ctypes.memset(p, 1, size); libc.free(p)
+    once()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(8):
-        p = libc.malloc(size); ctypes.memset(p, 1, size); libc.free(p)
+        once()
     result["faults"] = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
-t = threading.Thread(target=work); t.start(); t.join()
 """
+    return code + ("t = threading.Thread(target=work); t.start(); t.join()\n" if thread else "work()\n")
+
+
+# 64 MiB in the main thread: glibc's default mmaps and unmaps each one (16,384 fresh pages every time);
+# tuned, the heap keeps the first.
+FAULTS = faults_code(64, thread=False)
+# 80 MiB in another thread: without the one-arena limit the thread gets an arena of its own, whose heaps
+# hold at most 64 MiB, so each buffer is mmapped and faulted anew whatever the mmap threshold.
+THREAD_FAULTS = faults_code(80, thread=True)
 
 
 def run_python(code: str, **env: str) -> dict:
