@@ -298,11 +298,8 @@ def main(argv=None) -> int:
     if torch is None:
         print(f"skipped: torch/captum not installed ({_MISSING}); see benchmarks/requirements-optional.txt")
         return 0
-    if args.malloc == "tcmalloc" and not runtime.preloaded_allocator():
-        env = runtime.allocator_env("tcmalloc")  # ValueError names the package where it is missing
-        os.execve(sys.executable, [sys.executable, __file__, *(sys.argv[1:] if argv is None else argv)], env)
-    os.environ[runtime.MALLOC_ENV] = "system" if args.malloc == "system" else "tuned"
-    print(f"malloc: {runtime.tune_malloc() or runtime.preloaded_allocator() or 'system defaults'}")
+    # tcmalloc: restarts under it (a ValueError names the package where it is missing)
+    print(f"malloc: {runtime.use_allocator(args.malloc, [__file__, *(sys.argv[1:] if argv is None else argv)])}")
     b = models.load("shapes_cnn")
     x = np.array(b.dataset.test.x[: args.n])
     labels = np.asarray(b.model.apply(b.model.params, jnp.asarray(x))).argmax(1)

@@ -11,8 +11,8 @@ pass (about 3× in FLOPs). Beside wall time: process CPU time (all threads) and 
 faults per call, which a loaded machine disturbs far less.
 
 ``--malloc`` picks the allocator settings: ``tuned`` (what the entry points apply,
-:func:`explain.runtime.tune_malloc`), ``system`` (glibc's defaults), ``tcmalloc`` (preloaded:
-run the script under ``LD_PRELOAD``), or ``compare``: all three (tcmalloc where the machine has
+:func:`explain.runtime.tune_malloc`), ``system`` (glibc's defaults), ``tcmalloc`` (the script
+restarts itself with it preloaded), or ``compare``: all three (tcmalloc where the machine has
 it, :func:`explain.runtime.find_tcmalloc`), each in its own fresh process, alternating for
 --rounds rounds, medians over the rounds.
 
@@ -179,12 +179,7 @@ def main() -> None:
     if args.malloc == "compare":
         compare(names, args.batch, args.repeats, args.rounds)
         return
-    if args.malloc == "tcmalloc" and not runtime.preloaded_allocator():
-        parser.error(
-            "--malloc tcmalloc: run through --malloc compare, or preload it (LD_PRELOAD=libtcmalloc_minimal.so.4)"
-        )
-    os.environ[runtime.MALLOC_ENV] = "system" if args.malloc == "system" else "tuned"
-    applied = runtime.tune_malloc() or runtime.preloaded_allocator()
+    applied = runtime.use_allocator(args.malloc, [__file__, *sys.argv[1:]])  # tcmalloc: restarts under it
     rows = [measure(name, args.batch, args.repeats) for name in names]
     if args.json:
         print(json.dumps(rows[0]))

@@ -32,7 +32,7 @@ import logging
 import os
 import platform
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -167,8 +167,27 @@ def allocator_env(allocator: str, environ: Mapping[str, str] = os.environ) -> di
         kept = f"{lib} {kept}".strip()
     if kept:
         env["LD_PRELOAD"] = kept
-    env[MALLOC_ENV] = "system" if allocator == "system" else "tuned"
+    env[MALLOC_ENV] = _malloc_mode(allocator)
     return env
+
+
+def use_allocator(allocator: str, argv: Sequence[str]) -> str:
+    """Runs this process (a benchmark) with ``allocator``, one of :data:`ALLOCATORS`; says which is in use.
+
+    For ``"tcmalloc"`` not yet preloaded, restarts ``python argv...`` under it (``os.execve``: does
+    not return); otherwise sets :data:`MALLOC_ENV` and applies :func:`tune_malloc`. Call it before
+    any JAX work.
+    """
+    if allocator == "tcmalloc" and not preloaded_allocator():
+        os.execve(sys.executable, [sys.executable, *argv], allocator_env("tcmalloc"))
+    os.environ[MALLOC_ENV] = _malloc_mode(allocator)
+    applied = tune_malloc()
+    return str(applied) if applied else preloaded_allocator() or "glibc defaults"
+
+
+def _malloc_mode(allocator: str) -> str:
+    """:data:`MALLOC_ENV`'s value for ``allocator``: glibc's defaults only for ``"system"``."""
+    return "system" if allocator == "system" else "tuned"
 
 
 def default_cache_dir(environ: Mapping[str, str] = os.environ) -> Path:

@@ -164,3 +164,23 @@ def test_tcmalloc_child_runs_with_it_preloaded_where_the_machine_has_it():
     code += "result['maps'] = 'tcmalloc' in open('/proc/self/maps').read()"
     r = run_python(code, LD_PRELOAD=env["LD_PRELOAD"])
     assert r == {"tuned": {}, "maps": True}  # loaded, and glibc's tunables left alone
+
+
+def test_use_allocator_tunes_this_process_or_restarts_it_under_tcmalloc(tmp_path):
+    script = tmp_path / "bench.py"
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom explain import runtime\n"
+        "print(runtime.use_allocator(sys.argv[1], [__file__, *sys.argv[1:]]), 'tcmalloc' in open('/proc/self/maps').read())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD" and not k.startswith(("MALLOC_", "GLIBC_"))}
+
+    def run(allocator):
+        out = subprocess.run([sys.executable, str(script), allocator], capture_output=True, text=True, env=env)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    assert run("system") == ["glibc", "defaults", "False"]
+    if ON_GLIBC:
+        assert run("tuned")[-1] == "False" and "M_ARENA_MAX" in " ".join(run("tuned"))
+    if runtime.find_tcmalloc() is not None:
+        assert run("tcmalloc") == ["tcmalloc", "True"]  # restarted with it preloaded, glibc's tuning stood down
