@@ -13,6 +13,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from explain import chunking
 from explain.gradients import Prepared, target_and_grad
@@ -103,15 +104,20 @@ def run_draws(
     )
 
 
-def delta(p: Prepared, values: Any, baseline: Any, memory_budget: int | None) -> jax.Array:
-    """Completeness error ``Σ values - (F(x) - F(x'))`` per sample: ``(N,)`` or ``(N, K)``."""
-    diff = chunking.map_rows(
+def endpoint_diff(p: Prepared, baseline: Any, memory_budget: int | None) -> np.ndarray:
+    """``F(x) - F(x')`` per sample on the host, chunked: ``(N,)`` or ``(N, K)``."""
+    return chunking.map_rows(
         functools.partial(_endpoints, p.model.apply, p.model.params),
         p.x,
         p.target,
         baseline,
         batch=rows(p, memory_budget, forward_only=True),
     )
+
+
+def delta(p: Prepared, values: Any, baseline: Any, memory_budget: int | None) -> jax.Array:
+    """Completeness error ``Σ values - (F(x) - F(x'))`` per sample: ``(N,)`` or ``(N, K)``."""
+    diff = endpoint_diff(p, baseline, memory_budget)
     return jnp.asarray(values.reshape((*diff.shape, -1)).sum(-1) - diff)
 
 

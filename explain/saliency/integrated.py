@@ -346,7 +346,7 @@ def integrated_gradients_adaptive(
     base = make_baseline(p.model, p.x, baseline, key=key, value=baseline_value, blur_sigma=blur_sigma)
     n = p.n
     # F(x) - F(x') once, on the host: every round's completeness error is its sum minus this.
-    diff = -np.asarray(common.delta(p, np.zeros(p.x.shape, p.x.dtype), base, memory_budget))
+    diff = common.endpoint_diff(p, base, memory_budget)
     scale = 1.0 + np.abs(diff)
     # One compiled shape for every round: rows of (sample, node) pairs, as many as one call may take.
     size = max(1, min(common.rows(p, memory_budget), n * start_steps))
