@@ -18,6 +18,12 @@ The images come from the shapes dataset's own generator (:func:`models.datasets.
 seeded; the shipped test split holds only 1,000), generated here in the parent and written to a
 ``.npy``, so each child holds its inputs once and no generation temporaries. Nothing is trained.
 
+``--api batch`` runs the same cases through :func:`explain.batch.attribute_dataset` instead: the
+``.npy`` path is its source (memory-mapped and read shard by shard, each shard's pages released after
+it is copied) and the maps go to shard files in a temporary folder, so neither the inputs nor the maps
+are held whole; there the 1.3 target applies to the raw ratio as it stands. ``--api direct`` (the
+default) is the in-memory call, which returns all ``N`` maps and so must hold them.
+
 Per case, printed: the child's whole-process peak RSS (``ru_maxrss`` from ``os.wait4``: imports,
 model, inputs, the call), its RSS just before the call, and the peak during the call alone
 (``VmHWM`` after resetting it through ``/proc/self/clear_refs`` where the kernel allows), with
@@ -72,32 +78,54 @@ def _reset_peak() -> bool:
         return False
 
 
-def child(path: str, steps: int, memory_budget: int | None) -> None:
-    """Runs one case and prints one JSON line; the parent reads this process's peak RSS from ``os.wait4``."""
+def _direct(b, path: str, steps: int, memory_budget: int | None):
+    """The in-memory call on the whole ``.npy``: ``(N, 64, 64, 3)`` maps held, ``(N,)`` deltas returned."""
     import jax
     import numpy as np
 
-    import models
     from explain.saliency import integrated_gradients
 
-    b = models.load("shapes_cnn")  # the model only: the dataset's splits are never generated here
     x = np.load(path)
+    a = integrated_gradients(b, x, steps=steps, memory_budget=memory_budget)
+    jax.block_until_ready(a.values)
+    return x.shape[0], np.asarray(a.convergence_delta)
+
+
+def _batch(b, path: str, steps: int, memory_budget: int | None):
+    """``attribute_dataset`` from the ``.npy`` path to shard files in a temporary folder; ``(N,)`` deltas."""
+    from explain.batch import attribute_dataset
+
+    with tempfile.TemporaryDirectory() as out:
+        run = attribute_dataset(
+            b, path, method="integrated_gradients", out_dir=out, options={"steps": steps}, memory_budget=memory_budget
+        )
+        return len(run.rows()), run.convergence_delta()
+
+
+def child(path: str, steps: int, memory_budget: int | None, api: str) -> None:
+    """Runs one case and prints one JSON line; the parent reads this process's peak RSS from ``os.wait4``."""
+    import numpy as np
+
+    import models
+
+    b = models.load("shapes_cnn")  # the model only: the dataset's splits are never generated here
+    input_mb = np.load(path, mmap_mode="r").nbytes / 2**20
     before = _proc_status_mb("VmRSS")
     reset = _reset_peak()
     t0 = time.perf_counter()
-    a = integrated_gradients(b, x, steps=steps, memory_budget=memory_budget)
-    jax.block_until_ready(a.values)
+    n, delta = (_direct if api == "direct" else _batch)(b, path, steps, memory_budget)
     seconds = time.perf_counter() - t0
-    delta = np.asarray(a.convergence_delta)
     print(
         json.dumps(
             {
-                "n": int(x.shape[0]),
+                "n": int(n),
                 "steps": steps,
                 "seconds": seconds,
                 "rss_before_call_mb": before,
                 "call_peak_mb": _proc_status_mb("VmHWM") if reset else None,
-                "input_mb": x.nbytes / 2**20,
+                "input_mb": input_mb,
+                # what the call must hold whole: the inputs and the maps in memory, nothing when streamed
+                "held_mb": 2 * input_mb if api == "direct" else 0.0,
                 "max_abs_delta": float(np.abs(delta).max()),
             }
         )
@@ -115,9 +143,9 @@ def images(n: int, folder: Path) -> Path:
     return path
 
 
-def run_case(path: Path, steps: int, memory_budget: int | None) -> dict:
+def run_case(path: Path, steps: int, memory_budget: int | None, api: str) -> dict:
     """One case in a fresh Python process; its own result line plus its peak RSS in MiB."""
-    cmd = [sys.executable, __file__, "--child", str(path), str(steps)]
+    cmd = [sys.executable, __file__, "--child", str(path), str(steps), "--api", api]
     if memory_budget is not None:
         cmd += ["--memory-budget", str(memory_budget)]
     t0 = time.perf_counter()
@@ -146,8 +174,8 @@ def describe(name: str, r: dict) -> str:
 
 
 def beyond_inherent(r: dict) -> float:
-    """Peak RSS less the inputs and the maps (IG's values are shaped like its inputs), in MiB."""
-    return r["peak_rss_mb"] - 2 * r["input_mb"]
+    """Peak RSS less what the call must hold whole (direct: inputs and maps; batch: nothing), in MiB."""
+    return r["peak_rss_mb"] - r["held_mb"]
 
 
 def growth(small: dict, big: dict, *, target: bool) -> str:
@@ -155,9 +183,9 @@ def growth(small: dict, big: dict, *, target: bool) -> str:
     the ratio of their peaks beyond inputs and maps, and the raw ratio a flat working set would give."""
     ratio = big["peak_rss_mb"] / small["peak_rss_mb"]
     verdict = f" (target <= {RATIO_TARGET}: {'meets' if ratio <= RATIO_TARGET else 'MISSES'})" if target else ""
-    flat = (small["peak_rss_mb"] + 2 * (big["input_mb"] - small["input_mb"])) / small["peak_rss_mb"]
+    flat = (small["peak_rss_mb"] + big["held_mb"] - small["held_mb"]) / small["peak_rss_mb"]
     return (
-        f"peak RSS ratio {big['n']:,} / {small['n']:,} images: {ratio:.2f}{verdict}; beyond inputs and maps "
+        f"peak RSS ratio {big['n']:,} / {small['n']:,} images: {ratio:.2f}{verdict}; beyond what is held whole "
         f"{beyond_inherent(big):.0f} / {beyond_inherent(small):.0f} MiB = {beyond_inherent(big) / beyond_inherent(small):.2f}"
         f" (1.00 = flat); a flat working set would give a raw ratio of {flat:.2f}"
     )
@@ -171,10 +199,16 @@ def main() -> None:
     parser.add_argument(
         "--memory-budget", type=int, default=None, help="bytes (default explain.chunking.MEMORY_BUDGET)"
     )
+    parser.add_argument(
+        "--api",
+        choices=("direct", "batch"),
+        default="direct",
+        help="direct: integrated_gradients on the array in memory (default); batch: attribute_dataset from the .npy",
+    )
     parser.add_argument("--child", nargs=2, metavar=("NPY", "STEPS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(args.child[0], int(args.child[1]), args.memory_budget)
+        return child(args.child[0], int(args.child[1]), args.memory_budget, args.api)
     names = [c for c in args.cases.split(",") if c]
     unknown = sorted(set(names) - set(CASES))
     if unknown:
@@ -183,7 +217,8 @@ def main() -> None:
     from explain import chunking
 
     budget = chunking.check_budget(args.memory_budget)
-    print(f"shapes_cnn, integrated_gradients, memory_budget {budget / 2**20:.0f} MiB, cpus {os.cpu_count()}")
+    call = "integrated_gradients" if args.api == "direct" else "attribute_dataset(method='integrated_gradients')"
+    print(f"shapes_cnn, {call}, memory_budget {budget / 2**20:.0f} MiB, cpus {os.cpu_count()}")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         # One set of generated images, the largest needed; every case takes its first N.
@@ -197,7 +232,7 @@ def main() -> None:
 
                 path = Path(tmp) / f"first_{n}.npy"
                 np.save(path, np.load(big, mmap_mode="r")[:n])
-            results[name] = run_case(path, steps, args.memory_budget)
+            results[name] = run_case(path, steps, args.memory_budget, args.api)
             print(describe(name, results[name]), flush=True)
     for big_name in ("ig50-1024", "ig50-4096"):
         if "ig50-256" in results and big_name in results:

@@ -314,8 +314,8 @@ def _float32(x: np.ndarray) -> np.ndarray:
         return x
     out = np.empty(x.shape, np.float32)
     step = max(1, chunking.MEMORY_BUDGET // max(1, x[:1].nbytes))  # float32 conversion, block by block
-    for i in range(0, x.shape[0], step):
-        out[i : i + step] = x[i : i + step]
+    for a, b in chunking.chunk_bounds(x.shape[0], step):
+        out[a:b] = x[a:b]
     return out
 
 

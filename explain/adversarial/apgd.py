@@ -98,19 +98,14 @@ def sphere_start(
     L∞: ``ε·t/‖t‖_∞`` with ``t ~ U[−1, 1]^d``; L2: ``ε·t/‖t‖₂`` with ``t ~ N(0, I)`` (AutoAttack's start).
     """
 
-    def one(i):
-        k = jax.random.fold_in(key, i)
+    def one(k):
         if norm == "linf":
             return jax.random.uniform(k, x.shape[1:], x.dtype, -1.0, 1.0)
         return jax.random.normal(k, x.shape[1:], x.dtype)
 
-    t = jax.vmap(one)(row_ids)
+    t = A._per_row(key, row_ids, one)
     n = A.perturbation_norm(t, norm)
     return t / A._per_example(jnp.maximum(n, A._TINY), x) * A._per_example(eps, x)
-
-
-def _keep(kept: A.PGDState, xi, out, j, labels, goal) -> A.PGDState:
-    return A._keep(kept, xi, out, j, A.is_success(out, labels=labels, goal=goal))
 
 
 def apgd_init(
@@ -139,22 +134,22 @@ def apgd_init(
     return APGDState(
         x_cur=x0, x_prev=x0, g=g0, j=j0, x_max=x0, g_max=g0, j_max=j0,
         eta=step_size, rises=jnp.zeros_like(j0, jnp.int32), j_max_ckpt=j0,
-        halved=jnp.ones_like(j0, bool), kept=_keep(kept, x0, out0, j0, labels, goal),
+        halved=jnp.ones_like(j0, bool), kept=A._keep_scored(kept, x0, out0, j0, labels, goal),
     )  # fmt: skip
 
 
 def _propose(s: APGDState, x, eps, momentum, norm, value_range) -> jax.Array:
-    z = A.constrain(x, s.x_cur + A._per_example(s.eta, x) * A.steepest_direction(s.g, norm), eps, norm, value_range)
+    """``P(x_t + m·(z − x_t) + (1 − m)·(x_t − x_{t−1}))`` with ``z = P(x_t + η·d(∇J(x_t)))``."""
+    z = A.constrain(x, A._ascend(s.x_cur, s.g, s.eta, norm), eps, norm, value_range)
     moved = s.x_cur + momentum * (z - s.x_cur) + (1.0 - momentum) * (s.x_cur - s.x_prev)
     return A.constrain(x, moved, eps, norm, value_range)
 
 
 def _advance(s: APGDState, x_next, j, g) -> APGDState:
     up = j > s.j_max
-    w = lambda m, a, b: jnp.where(A._per_example(m, a), a, b)  # noqa: E731
     return dataclasses.replace(
-        s, x_prev=s.x_cur, x_cur=x_next, g=g, j=j, rises=s.rises + (j > s.j),
-        x_max=w(up, x_next, s.x_max), g_max=w(up, g, s.g_max), j_max=jnp.where(up, j, s.j_max),
+        s, x_prev=s.x_cur, x_cur=x_next, g=g, j=j, rises=s.rises + (j > s.j), j_max=jnp.where(up, j, s.j_max),
+        x_max=A._where_rows(up, x_next, s.x_max), g_max=A._where_rows(up, g, s.g_max),
     )  # fmt: skip
 
 
@@ -175,17 +170,16 @@ def apgd_step(
     """One APGD iteration with a gradient at the new point; returns the state and ``J(x_{t+1})`` ``(N,)``."""
     x_next = _propose(state, x, eps, momentum, config.norm, value_range)
     j, g, out = target_and_grad(apply, params, x_next, target)
-    state = dataclasses.replace(_advance(state, x_next, j, g), kept=_keep(state.kept, x_next, out, j, labels, goal))
-    return state, j
+    kept = A._keep_scored(state.kept, x_next, out, j, labels, goal)
+    return dataclasses.replace(_advance(state, x_next, j, g), kept=kept), j
 
 
 def apgd_checkpoint(state: APGDState, interval: Int[Array, " "]) -> APGDState:
     """Halves ``η`` and goes back to the best point where condition 1 or 2 holds (see the module)."""
     cut = (state.rises <= RHO * interval) | (~state.halved & (state.j_max <= state.j_max_ckpt))
-    w = lambda a, b: jnp.where(A._per_example(cut, a), a, b)  # noqa: E731
     return dataclasses.replace(
-        state, eta=jnp.where(cut, state.eta / 2, state.eta), x_cur=w(state.x_max, state.x_cur),
-        g=w(state.g_max, state.g), rises=jnp.zeros_like(state.rises), j_max_ckpt=state.j_max, halved=cut,
+        state, eta=jnp.where(cut, state.eta / 2, state.eta), rises=jnp.zeros_like(state.rises), j_max_ckpt=state.j_max,
+        halved=cut, x_cur=A._where_rows(cut, state.x_max, state.x_cur), g=A._where_rows(cut, state.g_max, state.g),
     )  # fmt: skip
 
 
@@ -205,14 +199,19 @@ def apgd_finish(
 ) -> A.Adversarial:
     """The last iteration, scored with a forward pass only; returns the best point kept by (success, J)."""
     x_next = _propose(state, x, eps, momentum, config.norm, value_range)
-    out = apply(params, x_next)
-    j = target(out)
-    return A.kept_result(_keep(state.kept, x_next, out, j, labels, goal), j[:, None])
+    out, j, s = A._score(apply, params, x_next, target, labels, goal)
+    return A.kept_result(A._keep(state.kept, x_next, out, j, s), j[:, None])
+
+
+def _momentum(t: int, dtype) -> jax.Array:
+    """The momentum of iteration ``t`` (1-based): none on the first step, :data:`MOMENTUM` after."""
+    return jnp.asarray(1.0 if t == 1 else MOMENTUM, dtype)
 
 
 def _iterate(
     pieces, apply, params, x, target, *, labels, goal, eps, key, row_ids, steps, step_size, config, value_range
-):
+) -> A.Adversarial:
+    """``init``, ``steps − 1`` × ``step`` (``checkpoint`` at the marks) and ``finish``: one APGD run."""
     init, step, checkpoint, finish = pieces
     rows = dict(labels=labels, goal=goal)
     fixed = dict(eps=eps, config=config, value_range=value_range)
@@ -220,14 +219,12 @@ def _iterate(
     trace = [state.j]
     marks, last = set(checkpoints(steps)), 0
     for t in range(1, steps):
-        momentum = jnp.asarray(1.0 if t == 1 else MOMENTUM, x.dtype)
-        state, j = step(apply, params, x, target, state, **rows, momentum=momentum, **fixed)
+        state, j = step(apply, params, x, target, state, **rows, momentum=_momentum(t, x.dtype), **fixed)
         trace.append(j)
         if t in marks:
             state, last = checkpoint(state, jnp.asarray(t - last, jnp.int32)), t
-    momentum = jnp.asarray(1.0 if steps == 1 else MOMENTUM, x.dtype)
-    res = finish(apply, params, x, target, state, **rows, momentum=momentum, **fixed)
-    return dataclasses.replace(res, trace=jnp.concatenate([jnp.stack(trace, axis=1), res.trace], axis=1))
+    res = finish(apply, params, x, target, state, **rows, momentum=_momentum(steps, x.dtype), **fixed)
+    return A._with_steps(res, trace)
 
 
 def apgd_core(
@@ -256,7 +253,7 @@ def apgd_core(
       :class:`~explain.adversarial.attacks.Adversarial` with ``trace`` ``(N, steps + 1)``: J at ``x₀ … x_steps``.
     """
     eps = A._rows_eps(eps, x)
-    row_ids = jnp.arange(x.shape[0]) if row_ids is None else row_ids
+    row_ids = A._row_ids(row_ids, x)
     return _iterate(
         (apgd_init, apgd_step, apgd_checkpoint, apgd_finish), apply, params, x, target, labels=labels, goal=goal,
         eps=eps, key=key, row_ids=row_ids, steps=config.steps, step_size=config.alpha * eps, config=config,
@@ -264,12 +261,11 @@ def apgd_core(
     )  # fmt: skip
 
 
-_static = dict(static_argnums=0, static_argnames=("config", "value_range"))
 _COMPILED = (
-    jax.jit(apgd_init, **_static),
-    jax.jit(apgd_step, **_static),
+    jax.jit(apgd_init, **A._STEP_STATIC),
+    jax.jit(apgd_step, **A._STEP_STATIC),
     jax.jit(apgd_checkpoint),
-    jax.jit(apgd_finish, **_static),
+    jax.jit(apgd_finish, **A._STEP_STATIC),
 )
 _top_classes = jax.jit(lambda apply, params, x: jnp.argsort(-apply(params, x), axis=1), static_argnums=0)
 
@@ -296,24 +292,23 @@ def apgd_loop(
     ``config.target_classes`` other classes at ``x`` is attacked in turn with the targeted
     DLR loss (keys ``fold_in(fold_in(key, rank), r)``); ``labels`` are required.
     """
-    x, eps, labels, goal = (None if a is None else jnp.asarray(a) for a in (x, eps, labels, goal))
-    row_ids = jnp.arange(x.shape[0]) if row_ids is None else jnp.asarray(row_ids)
+    x, eps, labels, goal = A._on_device(x, eps, labels, goal)
+    row_ids = A._row_ids(row_ids, x)
     static = A.step_config(dataclasses.replace(config, loss="ce", target_classes=1))
     runs: list[tuple[BoundTarget, jax.Array | None]] = [(target, key)]
     if config.loss == "dlr_targeted":
         order = _top_classes(apply, params, x)
         ranks = range(1, min(config.target_classes, order.shape[1] - 1) + 1)
         runs = [(A.targeted_dlr_objective(labels, order[:, r]), _fold(key, r)) for r in ranks]
-    best = None
-    for tgt, k0 in runs:
-        for r in range(config.restarts if config.random_start else 1):
-            res = _iterate(
-                _COMPILED, apply, params, x, tgt, labels=labels, goal=goal, eps=eps, key=_fold(k0, r),
-                row_ids=row_ids, steps=config.steps, step_size=config.alpha * eps, config=static,
-                value_range=value_range,
-            )  # fmt: skip
-            best = res if best is None else A._merge(best, res)
-    return best
+    return A._worst_case(
+        _iterate(
+            _COMPILED, apply, params, x, tgt, labels=labels, goal=goal, eps=eps, key=_fold(k0, r),
+            row_ids=row_ids, steps=config.steps, step_size=config.alpha * eps, config=static,
+            value_range=value_range,
+        )
+        for tgt, k0 in runs
+        for r in range(config.restarts if config.random_start else 1)
+    )  # fmt: skip
 
 
 def _fold(key: jax.Array | None, i: int) -> jax.Array | None:

@@ -36,7 +36,8 @@ References:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import jax
@@ -66,6 +67,26 @@ def _per_example(v: jax.Array, like: jax.Array) -> jax.Array:
     return v.reshape((-1,) + (1,) * (like.ndim - 1))
 
 
+def _where_rows(mask: Bool[Array, " n"], a: jax.Array, b: jax.Array) -> jax.Array:
+    """Row ``i`` of ``a`` where ``mask[i]``, else row ``i`` of ``b`` (``a``, ``b``: ``(N, ...)``)."""
+    return jnp.where(_per_example(mask, a), a, b)
+
+
+def _per_row(key: jax.Array, row_ids: Int[Array, " n"], draw: Callable[[jax.Array], jax.Array]) -> jax.Array:
+    """``draw(fold_in(key, row_ids[i]))`` stacked over rows: one stream per row id, so chunking never changes a draw."""
+    return jax.vmap(lambda i: draw(jax.random.fold_in(key, i)))(row_ids)
+
+
+def _row_ids(row_ids: Int[ArrayLike, " n"] | None, x: jax.Array) -> Int[Array, " n"]:
+    """The rows' ids ``(N,)``, by default ``0..N-1``."""
+    return jnp.arange(x.shape[0]) if row_ids is None else jnp.asarray(row_ids)
+
+
+def _on_device(*arrays: ArrayLike | None) -> tuple[jax.Array | None, ...]:
+    """Each array on the device once, not once per step (``None`` stays ``None``)."""
+    return tuple(None if a is None else jnp.asarray(a) for a in arrays)
+
+
 def perturbation_norm(delta: Float[Array, " n *features"], norm: Norm) -> Float[Array, " n"]:
     """‖δ_i‖ per example over all non-batch axes: ``(N, ...) -> (N,)``."""
     flat = delta.reshape(delta.shape[0], -1)
@@ -90,6 +111,11 @@ def project(delta: Float[Array, " n *features"], eps: Float[Array, " n"], norm: 
         return jnp.clip(delta, -e, e)
     n = _per_example(perturbation_norm(delta, "l2"), delta)
     return delta * jnp.minimum(1.0, e / jnp.maximum(n, _TINY))
+
+
+def _ascend(xi: jax.Array, g: jax.Array, step: jax.Array, norm: Norm) -> jax.Array:
+    """``x_t + α·d(g)`` ``(N, ...)``: a step ``α`` ``(N,)`` along the steepest direction of ``g``, unconstrained."""
+    return xi + _per_example(step, xi) * steepest_direction(g, norm)
 
 
 def delta_norm(x_adv: Float[Array, " n *features"], x: Float[Array, " n *features"], norm: Norm) -> Float[Array, " n"]:
@@ -124,8 +150,7 @@ def random_start(
     """
     shape = x.shape[1:]
 
-    def one(i):
-        k = jax.random.fold_in(key, i)
+    def one(k):
         if norm == "linf":
             return jax.random.uniform(k, shape, x.dtype, -1.0, 1.0)
         kz, ku = jax.random.split(k)
@@ -133,7 +158,7 @@ def random_start(
         r = jax.random.uniform(ku, (), x.dtype) ** (1.0 / z.size)
         return z / jnp.maximum(jnp.linalg.norm(z.ravel()), _TINY) * r
 
-    return jax.vmap(one)(row_ids) * _per_example(eps, x)
+    return _per_row(key, row_ids, one) * _per_example(eps, x)
 
 
 def is_success(
@@ -143,6 +168,12 @@ def is_success(
     _check_one_of(labels, goal)
     pred = jnp.argmax(outputs, axis=1)
     return pred != labels if goal is None else pred == goal
+
+
+def _score(apply: Callable, params: Any, x: jax.Array, target: BoundTarget, labels: Any, goal: Any) -> tuple:
+    """One forward pass at ``x`` ``(N, ...)``: the logits ``(N, K)``, J ``(N,)`` and success ``(N,)``."""
+    out = apply(params, x)
+    return out, target(out), is_success(out, labels=labels, goal=goal)
 
 
 # ----------------------------------------------------------------------------- objective
@@ -352,38 +383,37 @@ def fgsm_core(
     target = _bind(target, labels, goal)
     eps = _rows_eps(eps, x)
     j0, g, out0 = target_and_grad(apply, params, x, target)
-    raw = x + _per_example(eps, x) * steepest_direction(g, norm)
+    raw = _ascend(x, g, eps, norm)
     x_adv = constrain(x, raw, eps, norm, value_range)  # clipping an out-of-range x could leave the ball
-    out = apply(params, x_adv)
-    j = target(out)
+    out, j, s = _score(apply, params, x_adv, target, labels, goal)
     return Adversarial(
-        raw=raw,
-        x_adv=x_adv,
-        trace=jnp.stack([j0, j], axis=1),
-        outputs=out,
-        objective=j,
-        success=is_success(out, labels=labels, goal=goal),
-        outputs_clean=out0,
+        raw=raw, x_adv=x_adv, trace=jnp.stack([j0, j], axis=1), outputs=out, objective=j, success=s, outputs_clean=out0
     )
 
 
 # ----------------------------------------------------------------------------- PGD
 
 
-def _better(s_new, j_new, s_old, j_old, j_floor):
-    """Lexicographic (success, J), admitting only candidates with J ≥ the clean J."""
-    return ((s_new & ~s_old) | ((s_new == s_old) & (j_new > j_old))) & (j_new >= j_floor)
+def _ranks_higher(s_new, j_new, s_old, j_old) -> Bool[Array, " n"]:
+    """Lexicographic (success, J) per example: a new success wins, else the higher J among equals."""
+    return (s_new & ~s_old) | ((s_new == s_old) & (j_new > j_old))
 
 
 def _keep(state: PGDState, xi, out, j, s) -> PGDState:
-    take = _better(s, j, state.best_s, state.best_j, state.clean_j)
+    """Keeps ``xi`` per example where it ranks higher by (success, J) and its J is at least the clean J."""
+    take = _ranks_higher(s, j, state.best_s, state.best_j) & (j >= state.clean_j)
     return dataclasses.replace(
         state,
-        best_x=jnp.where(_per_example(take, xi), xi, state.best_x),
+        best_x=_where_rows(take, xi, state.best_x),
         best_out=jnp.where(take[:, None], out, state.best_out),
         best_j=jnp.where(take, j, state.best_j),
         best_s=jnp.where(take, s, state.best_s),
     )
+
+
+def _keep_scored(state: PGDState, xi, out, j, labels, goal) -> PGDState:
+    """:func:`_keep` with the success of ``out``."""
+    return _keep(state, xi, out, j, is_success(out, labels=labels, goal=goal))
 
 
 def pgd_init(
@@ -404,8 +434,7 @@ def pgd_init(
     if config.random_start:
         if key is None:
             raise ValueError("a randomised attack (random_start=True) needs an explicit key=jax.random.key(...)")
-        row_ids = jnp.arange(x.shape[0]) if row_ids is None else row_ids
-        delta = random_start(key, row_ids, x, eps, config.norm)
+        delta = random_start(key, _row_ids(row_ids, x), x, eps, config.norm)
     else:
         delta = jnp.zeros_like(x)
     x0 = constrain(x, x + delta, eps, config.norm, value_range)
@@ -416,9 +445,7 @@ def pgd_init(
 
 def score_clean(apply: Callable, params: Any, x: jax.Array, target: BoundTarget, *, labels=None, goal=None) -> PGDState:
     """One forward pass at ``x``: the clean point is the first best point kept, and its J the floor."""
-    out = apply(params, x)
-    j = target(out)
-    s = is_success(out, labels=labels, goal=goal)
+    out, j, s = _score(apply, params, x, target, labels, goal)
     return PGDState(xi=x, best_x=x, best_out=out, best_j=j, best_s=s, clean_out=out, clean_j=j)
 
 
@@ -455,9 +482,8 @@ def pgd_step(
     """
     j, g, out = target_and_grad(apply, params, state.xi, target)
     if config.keep_best:
-        state = _keep(state, state.xi, out, j, is_success(out, labels=labels, goal=goal))
-    alpha = _per_example(step_size, x)
-    x_next = constrain(x, state.xi + alpha * steepest_direction(g, config.norm), eps, config.norm, value_range)
+        state = _keep_scored(state, state.xi, out, j, labels, goal)
+    x_next = constrain(x, _ascend(state.xi, g, step_size, config.norm), eps, config.norm, value_range)
     return dataclasses.replace(state, xi=x_next), j
 
 
@@ -478,20 +504,33 @@ def pgd_finish(
     """
     if not config.keep_best:
         return Adversarial(raw=state.xi, x_adv=state.xi, trace=jnp.zeros((state.xi.shape[0], 0), state.xi.dtype))
-    out = apply(params, state.xi)
-    j = target(out)
-    state = _keep(state, state.xi, out, j, is_success(out, labels=labels, goal=goal))
-    return kept_result(state, j[:, None])
+    out, j, s = _score(apply, params, state.xi, target, labels, goal)
+    return kept_result(_keep(state, state.xi, out, j, s), j[:, None])
 
 
 def _with_steps(res: Adversarial, steps: list) -> Adversarial:
-    """Prepends J of every step to the trace of :func:`pgd_finish`: ``(N, steps [+ 1])``."""
+    """Prepends J of every step (each ``(N,)``) to the trace of a finish: ``(N, steps [+ 1])``."""
     return dataclasses.replace(res, trace=jnp.concatenate([jnp.stack(steps, axis=1), res.trace], axis=1))
 
 
 def step_config(config: AttackConfig) -> AttackConfig:
     """What the compiled pieces depend on (kind, norm, random start, keep_best): one compile whatever the steps."""
     return dataclasses.replace(config, steps=1, rel_step_size=None, restarts=1)
+
+
+def _pgd_run(
+    pieces, apply, params, x, target, *, labels, goal, eps, key, row_ids, steps, step_size, config, value_range
+) -> Adversarial:
+    """``init``, ``steps`` × ``step`` (J of each traced), ``finish``: one PGD run, traced or over compiled pieces."""
+    init, step, finish = pieces
+    rows = dict(labels=labels, goal=goal)
+    fixed = dict(eps=eps, config=config, value_range=value_range)
+    state = init(apply, params, x, target, **rows, key=key, row_ids=row_ids, **fixed)
+    trace = []
+    for _ in range(steps):
+        state, j = step(apply, params, x, target, state, **rows, step_size=step_size, **fixed)
+        trace.append(j)
+    return _with_steps(finish(apply, params, target, state, **rows, config=config), trace)
 
 
 def pgd_core(
@@ -527,18 +566,10 @@ def pgd_core(
     """
     target = _bind(target, labels, goal)
     eps = _rows_eps(eps, x)
-    rows = dict(labels=labels, goal=goal)
-    state = pgd_init(
-        apply, params, x, target, **rows, eps=eps, key=key, row_ids=row_ids, config=config, value_range=value_range
-    )
-    trace = []
-    alpha = config.alpha * eps
-    for _ in range(config.steps):
-        state, j = pgd_step(
-            apply, params, x, target, state, **rows, eps=eps, step_size=alpha, config=config, value_range=value_range
-        )
-        trace.append(j)
-    return _with_steps(pgd_finish(apply, params, target, state, **rows, config=config), trace)
+    return _pgd_run(
+        (pgd_init, pgd_step, pgd_finish), apply, params, x, target, labels=labels, goal=goal, eps=eps, key=key,
+        row_ids=row_ids, steps=config.steps, step_size=config.alpha * eps, config=config, value_range=value_range,
+    )  # fmt: skip
 
 
 def perturb(
@@ -570,17 +601,23 @@ def perturb(
 
 def merge_restarts(a: Adversarial, b: Adversarial) -> Adversarial:
     """Per example, the better of two scored restarts by (success, J)."""
-    take = (b.success & ~a.success) | ((b.success == a.success) & (b.objective > a.objective))
-    return jax.tree_util.tree_map(lambda u, v: jnp.where(_per_example(take, u), v, u), a, b)
+    take = _ranks_higher(b.success, b.objective, a.success, a.objective)
+    return jax.tree_util.tree_map(lambda u, v: _where_rows(take, v, u), a, b)
 
 
 # Compiled once per static (apply, settings): jax.jit keeps its own cache per static argument.
 _fgsm = jax.jit(fgsm_core, static_argnums=0, static_argnames=("norm", "value_range"))
-_pgd_init = jax.jit(pgd_init, static_argnums=0, static_argnames=("config", "value_range"))
-_pgd_step = jax.jit(pgd_step, static_argnums=0, static_argnames=("config", "value_range"))
+_STEP_STATIC = dict(static_argnums=0, static_argnames=("config", "value_range"))  # of every attack's compiled steps
+_pgd_init = jax.jit(pgd_init, **_STEP_STATIC)
+_pgd_step = jax.jit(pgd_step, **_STEP_STATIC)
 _pgd_finish = jax.jit(pgd_finish, static_argnums=0, static_argnames=("config",))
 _merge = jax.jit(merge_restarts)
 _delta_norm = jax.jit(delta_norm, static_argnames=("norm",))
+
+
+def _worst_case(runs: Iterable[Adversarial]) -> Adversarial:
+    """Per example, the best of scored runs (restarts, goal classes) by (success, J), merged as they come."""
+    return functools.reduce(_merge, runs)
 
 
 def pgd_loop(
@@ -601,24 +638,14 @@ def pgd_loop(
 
     ``config.restarts`` random starts (keys ``fold_in(key, r)``) are merged by (success, J).
     """
-    # on the device once, not once per step
-    x, eps, labels, goal, row_ids = (None if a is None else jnp.asarray(a) for a in (x, eps, labels, goal, row_ids))
-    rows = dict(labels=labels, goal=goal)
-    one = step_config(config)
-    alpha = config.alpha * eps
-    best = None
+    x, eps, labels, goal, row_ids = _on_device(x, eps, labels, goal, row_ids)
+    one, alpha = step_config(config), config.alpha * eps
     # restarts need scored results to merge; BIM's start is deterministic, so one run is all of them
-    for r in range(config.restarts if config.randomised and config.keep_best else 1):
-        kr = jax.random.fold_in(key, r) if config.randomised else None
-        state = _pgd_init(
-            apply, params, x, target, **rows, eps=eps, key=kr, row_ids=row_ids, config=one, value_range=value_range
+    return _worst_case(
+        _pgd_run(
+            (_pgd_init, _pgd_step, _pgd_finish), apply, params, x, target, labels=labels, goal=goal, eps=eps,
+            key=jax.random.fold_in(key, r) if config.randomised else None, row_ids=row_ids, steps=config.steps,
+            step_size=alpha, config=one, value_range=value_range,
         )
-        trace = []
-        for _ in range(config.steps):
-            state, j = _pgd_step(
-                apply, params, x, target, state, **rows, eps=eps, step_size=alpha, config=one, value_range=value_range
-            )
-            trace.append(j)
-        res = _with_steps(_pgd_finish(apply, params, target, state, **rows, config=one), trace)
-        best = res if best is None else _merge(best, res)
-    return best
+        for r in range(config.restarts if config.randomised and config.keep_best else 1)
+    )  # fmt: skip

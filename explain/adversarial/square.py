@@ -165,10 +165,10 @@ def _start(key, image, eps, norm, dtype):
 
 
 def _score(apply, params, x, delta, target, value_range, labels, goal):
+    """Scores ``clip(x + δ)``: the point, the δ applied (clipping shrinks it), logits, J and success."""
     x_new = A.clip_to_range(x + delta.reshape(x.shape), value_range)
-    out = apply(params, x_new)
-    j = target(out)
-    return x_new, out, j, A.is_success(out, labels=labels, goal=goal)
+    out, j, s = A._score(apply, params, x_new, target, labels, goal)
+    return x_new, (x_new - x).reshape(delta.shape), out, j, s
 
 
 def square_init(
@@ -188,11 +188,10 @@ def square_init(
     """Scores the clean point and the start (stripes for L∞, a bump mosaic for L2): two forward passes."""
     image = as_image(x.shape[1:])
     kept = A.score_clean(apply, params, x, target, labels=labels, goal=goal)
-    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.fold_in(key, i), 0))(row_ids)  # query 0
+    keys = A._per_row(key, row_ids, lambda k: jax.random.fold_in(k, 0))  # query 0
     delta = jax.vmap(lambda k, e: _start(k, image, e, config.norm, x.dtype))(keys, eps)
-    x0, out0, j0, s0 = _score(apply, params, x, delta, target, value_range, labels, goal)
     # clipping into the range shrinks δ; keep the δ actually applied
-    delta = (x0 - x).reshape(delta.shape)
+    x0, delta, out0, j0, s0 = _score(apply, params, x, delta, target, value_range, labels, goal)
     # nothing can change an example already broken, or one with ε = 0
     done = kept.best_s | s0 | (eps <= 0)
     return SquareState(
@@ -220,14 +219,13 @@ def square_step(
     """Query ``i``: one proposal per example not yet broken, a window of side ``s``; kept where J rises."""
     image = as_image(x.shape[1:])
     propose = _linf_proposal if config.norm == "linf" else _l2_proposal
-    keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.fold_in(key, r), i))(row_ids)
+    keys = A._per_row(key, row_ids, lambda k: jax.random.fold_in(k, i))
     delta = jax.vmap(lambda k, d, e: propose(k, d, e, image, s))(keys, state.delta, eps)
-    x_new, out, j, succ = _score(apply, params, x, delta, target, value_range, labels, goal)
+    x_new, applied, out, j, succ = _score(apply, params, x, delta, target, value_range, labels, goal)
     take = (j > state.j) & ~state.done
     kept = A._keep(state.kept, x_new, out, jnp.where(state.done, -jnp.inf, j), succ & ~state.done)
-    applied = (x_new - x).reshape(delta.shape)
     return SquareState(
-        delta=jnp.where(A._per_example(take, delta), applied, state.delta),
+        delta=A._where_rows(take, applied, state.delta),
         j=jnp.where(take, j, state.j),
         done=state.done | (succ & take),
         queries=state.queries + ~state.done,
@@ -240,9 +238,8 @@ def square_finish(state: SquareState) -> A.Adversarial:
     return A.kept_result(state.kept, state.j[:, None])
 
 
-_static = dict(static_argnums=0, static_argnames=("config", "value_range"))
-_init = jax.jit(square_init, **_static)
-_step = jax.jit(square_step, **_static)
+_init = jax.jit(square_init, **A._STEP_STATIC)
+_step = jax.jit(square_step, **A._STEP_STATIC)
 
 
 def square_loop(
@@ -264,8 +261,8 @@ def square_loop(
     Example ``i`` draws query ``t`` from ``fold_in(fold_in(key, row_ids[i]), t)``, so results do not
     depend on chunking. ``trace`` is ``(N, 2)``: J at the start and at the end of the search.
     """
-    x, eps, labels, goal = (None if a is None else jnp.asarray(a) for a in (x, eps, labels, goal))
-    row_ids = jnp.arange(x.shape[0]) if row_ids is None else jnp.asarray(row_ids)
+    x, eps, labels, goal = A._on_device(x, eps, labels, goal)
+    row_ids = A._row_ids(row_ids, x)
     image = as_image(tuple(x.shape[1:]))
     static = A.step_config(dataclasses.replace(config, loss="ce", p_init=0.8))
     rows = dict(labels=labels, goal=goal, eps=eps, key=key, row_ids=row_ids, config=static, value_range=value_range)
@@ -276,5 +273,4 @@ def square_loop(
             break
         s = side(window_fraction(i, config.steps, config.p_init), image)
         state = _step(apply, params, x, target, state, **rows, i=jnp.asarray(i, jnp.int32), s=jnp.asarray(s))
-    res = square_finish(state)
-    return dataclasses.replace(res, trace=jnp.concatenate([j0[:, None], res.trace], axis=1))
+    return A._with_steps(square_finish(state), [j0])

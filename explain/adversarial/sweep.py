@@ -265,26 +265,18 @@ def objective_for(b: AttackBatch, config: A.AttackConfig) -> BoundTarget:
 # ----------------------------------------------------------------------------- running
 
 
-def _host_fields(res: A.Adversarial, norms: jax.Array) -> dict[str, Any]:
-    """The chunk's result as a plain dict (``map_rows`` fills host NumPy arrays from it), with the norms."""
-    return {**{f.name: getattr(res, f.name) for f in dataclasses.fields(res)}, "norms": norms}
-
-
-def _fgsm_rows(apply, params, x, objective, labels, goal, eps, row_ids, *, norm, value_range):
-    del row_ids
-    res = A._fgsm(apply, params, x, objective, labels=labels, goal=goal, eps=eps, norm=norm, value_range=value_range)
-    return _host_fields(res, A._delta_norm(res.x_adv, x, norm))
-
-
-def _loop_rows(apply, params, x, objective, labels, goal, eps, row_ids, *, loop, config, value_range, key):
-    res = loop(
-        apply, params, x, objective, labels=labels, goal=goal, eps=eps,
-        config=config, value_range=value_range, key=key, row_ids=row_ids,
-    )  # fmt: skip
-    return _host_fields(res, A._delta_norm(res.x_adv, x, config.norm))
-
-
 _LOOPS = {"pgd": A.pgd_loop, "apgd": apgd_lib.apgd_loop, "square": square_lib.square_loop}
+
+
+def _attack_rows(apply, params, x, objective, labels, goal, eps, row_ids, *, config, value_range, key):
+    """One chunk attacked, as a plain dict (``map_rows`` fills host NumPy arrays from it), with ``norms`` ‖x_adv − x‖."""
+    rows = dict(labels=labels, goal=goal, eps=eps, value_range=value_range)
+    if config.kind == "fgsm":
+        res = A._fgsm(apply, params, x, objective, **rows, norm=config.norm)
+    else:
+        res = _LOOPS[config.kind](apply, params, x, objective, **rows, config=config, key=key, row_ids=row_ids)
+    norms = A._delta_norm(res.x_adv, x, config.norm)
+    return {**{f.name: getattr(res, f.name) for f in dataclasses.fields(res)}, "norms": norms}
 
 
 def run_attack(
@@ -308,12 +300,7 @@ def run_attack(
     m = b.model
     objective = objective_for(b, config)
     rows = chunking.rows_per_chunk(m, memory_budget=memory_budget, dtype=b.x.dtype)
-    if config.kind == "fgsm":
-        fn = functools.partial(_fgsm_rows, m.apply, m.params, norm=config.norm, value_range=b.value_range)
-    else:
-        fn = functools.partial(
-            _loop_rows, m.apply, m.params, loop=_LOOPS[config.kind], config=config, value_range=b.value_range, key=key
-        )
+    fn = functools.partial(_attack_rows, m.apply, m.params, config=config, value_range=b.value_range, key=key)
     ids = np.arange(b.n, dtype=np.int32) if row_ids is None else np.asarray(row_ids, np.int32)
     eps = np.asarray(eps, b.x.dtype)
     desc = f"{config.kind}-{config.norm}"
@@ -415,6 +402,14 @@ def sweep(
     )  # fmt: skip
 
 
+def _at_one_eps(model, x, e, config, key, target, labels, goal, memory_budget, show_progress) -> AttackResult:
+    """:func:`sweep` at the one (checked) ε ``e``: what the single-ε attacks return."""
+    return sweep(
+        model, x, eps=[e], config=config, key=key, target=target, labels=labels, goal=goal,
+        memory_budget=memory_budget, show_progress=show_progress,
+    ).results[0]  # fmt: skip
+
+
 def fgsm(
     model: Model | Any,
     x: Batch,
@@ -434,10 +429,7 @@ def fgsm(
     """
     (e,) = check_eps(eps, sequence=False)
     cfg = A.AttackConfig("fgsm", norm=norm, steps=1, random_start=False)
-    return sweep(
-        model, x, eps=[e], config=cfg, target=target, labels=labels, goal=goal,
-        memory_budget=memory_budget, show_progress=show_progress,
-    ).results[0]  # fmt: skip
+    return _at_one_eps(model, x, e, cfg, None, target, labels, goal, memory_budget, show_progress)
 
 
 def bim(
@@ -460,10 +452,7 @@ def bim(
     """
     (e,) = check_eps(eps, sequence=False)
     cfg = A.AttackConfig("pgd", norm=norm, steps=steps, rel_step_size=rel_step_size, random_start=False)
-    return sweep(
-        model, x, eps=[e], config=cfg, target=target, labels=labels, goal=goal,
-        memory_budget=memory_budget, show_progress=show_progress,
-    ).results[0]  # fmt: skip
+    return _at_one_eps(model, x, e, cfg, None, target, labels, goal, memory_budget, show_progress)
 
 
 def pgd(
@@ -498,10 +487,7 @@ def pgd(
     cfg = A.AttackConfig(
         "pgd", norm=norm, steps=steps, rel_step_size=rel_step_size, random_start=True, restarts=restarts
     )
-    return sweep(
-        model, x, eps=[e], config=cfg, key=key, target=target, labels=labels, goal=goal,
-        memory_budget=memory_budget, show_progress=show_progress,
-    ).results[0]  # fmt: skip
+    return _at_one_eps(model, x, e, cfg, key, target, labels, goal, memory_budget, show_progress)
 
 
 def apgd(
@@ -538,10 +524,7 @@ def apgd(
         "apgd", norm=norm, steps=steps, rel_step_size=rel_step_size, restarts=restarts, loss=loss,
         target_classes=target_classes,
     )  # fmt: skip
-    return sweep(
-        model, x, eps=[e], config=cfg, key=key, target=target, labels=labels, goal=goal,
-        memory_budget=memory_budget, show_progress=show_progress,
-    ).results[0]  # fmt: skip
+    return _at_one_eps(model, x, e, cfg, key, target, labels, goal, memory_budget, show_progress)
 
 
 def square(
@@ -568,7 +551,4 @@ def square(
     """
     (e,) = check_eps(eps, sequence=False)
     cfg = A.AttackConfig("square", norm=norm, steps=queries, loss=loss, p_init=p_init)
-    return sweep(
-        model, x, eps=[e], config=cfg, key=key, target=target, labels=labels, goal=goal,
-        memory_budget=memory_budget, show_progress=show_progress,
-    ).results[0]  # fmt: skip
+    return _at_one_eps(model, x, e, cfg, key, target, labels, goal, memory_budget, show_progress)

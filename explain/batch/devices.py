@@ -19,6 +19,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from explain import chunking
 from explain.checks import check_optional_int
 
 AXIS = "batch"
@@ -87,8 +88,7 @@ class Devices:
             raise ValueError(f"expected a chunk that is a multiple of {self.count} devices, got {chunk}")
         total = jax.tree_util.tree_leaves(rows)[0].shape[0]
         parts = []
-        for start in range(0, total, chunk):
-            stop = min(start + chunk, total)
+        for start, stop in chunking.chunk_bounds(total, chunk):
             part = jax.tree_util.tree_map(lambda a, a0=start, b0=stop: _pad_rows(np.asarray(a[a0:b0]), chunk), rows)
             out = fn(self.split(part))
             parts.append(jax.tree_util.tree_map(lambda r, n=stop - start: np.asarray(r)[:n], out))

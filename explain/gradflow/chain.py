@@ -141,12 +141,8 @@ def chained_vjps(
     """
     n = x.shape[0]
     # One backward pass to every layer and to the outputs (∇_out t), one to the input.
-    stacked = StackedTap(tap, layers, layer_shapes, outputs=True)
     k = jax.eval_shape(functools.partial(tap_apply, tap), params, x).shape[1]
-    t, _, g, _ = target_and_layer_grad(
-        stacked, params, x, target, layer=StackedTap.NAME, layer_shape=(stacked.size(k),)
-    )
-    *direct_h, g_out = stacked.split(g)
+    t, (*direct_h, g_out) = StackedTap(tap, layers, layer_shapes, outputs=True).grads(params, x, target, k)
     _, direct_x, _ = target_and_grad(functools.partial(tap_apply, tap), params, x, target)
     direct = [direct_x, *direct_h]
 

@@ -32,7 +32,6 @@ from explain.gradflow.layers import (
     split_float,
     tap_apply,
 )
-from explain.gradients import target_and_layer_grad
 from explain.model import Model
 from explain.results import Result
 from explain.targets import BoundTarget
@@ -67,13 +66,6 @@ def param_grads(
     return t, g
 
 
-def _layer_grads(tap: Callable, params: Any, x: jax.Array, target: BoundTarget, layers, layer_shapes):
-    """``(t, [∂t/∂hₗ (R, *shapeₗ) per layer])`` with one :func:`~explain.gradients.target_and_layer_grad` call."""
-    stacked = StackedTap(tap, layers, layer_shapes)
-    t, _, g, _ = target_and_layer_grad(stacked, params, x, target, layer=StackedTap.NAME, layer_shape=(stacked.size(),))
-    return t, stacked.split(g)
-
-
 def flow_grads(
     tap: Callable,
     params: Any,
@@ -93,7 +85,7 @@ def flow_grads(
       tap: ``model.tap``.
       layers: layer names; ``layer_shapes`` their per-sample activation shapes, aligned.
     """
-    t, g_acts = _layer_grads(tap, params, x, target, layers, layer_shapes)
+    t, g_acts = StackedTap(tap, layers, layer_shapes).grads(params, x, target)
     _, g_params = param_grads(functools.partial(tap_apply, tap), params, x, target)
     return t, dict(zip(layers, g_acts)), as_param_tree(params, g_params)
 
@@ -112,7 +104,7 @@ def flow_rows(
     The per-sample parameter gradient is :func:`param_grads` of one row, vmapped over rows.
     """
     n = x.shape[0]
-    t, g_acts = _layer_grads(tap, params, x, target, layers, layer_shapes)
+    t, g_acts = StackedTap(tap, layers, layer_shapes).grads(params, x, target)
     act_norms = jnp.stack([jnp.sqrt(jnp.sum(g.reshape(n, -1) ** 2, axis=1)) for g in g_acts], axis=1)
     groups = param_groups(params, layers)
     apply = functools.partial(tap_apply, tap)
@@ -142,7 +134,7 @@ def flow_sums(
     """
     x, target = rows
     n = x.shape[0]
-    _, g_acts = _layer_grads(tap, params, x, target, layers, layer_shapes)
+    _, g_acts = StackedTap(tap, layers, layer_shapes).grads(params, x, target)
     w = weights.astype(jnp.int32)
     alive = [jnp.abs(g) > dead_tol for g in g_acts]
     per_channel = [jnp.any(a.reshape(n, -1, a.shape[-1] if a.ndim > 1 else 1), axis=1) for a in alive]

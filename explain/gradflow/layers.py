@@ -12,8 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from explain.gradients import Prepared, prepare
+from explain.gradients import Prepared, prepare, target_and_layer_grad
 from explain.model import Model, as_model
+from explain.targets import BoundTarget
 
 INPUT = "input"
 
@@ -79,7 +80,7 @@ class StackedTap:
     """``tap`` seen as a tap with one layer, :attr:`NAME`: every layer of ``layers`` flattened and concatenated.
 
     :func:`explain.gradients.target_and_layer_grad` differentiates at one layer;
-    through this tap one call (one forward and one backward pass) gives
+    through this tap one call (:meth:`grads`: one forward and one backward pass) gives
     ``∂t/∂hₗ`` for every layer at once, split back with :meth:`split`. With
     ``outputs=True`` the model's outputs are appended as a last block (a delta
     added to the outputs), so the same call also gives ``∇_out t``.
@@ -117,6 +118,15 @@ class StackedTap:
         if self.outputs and pieces[-1] is not None:
             out = out + pieces[-1]
         return out, {self.NAME: jnp.concatenate(flat, axis=1)}
+
+    def grads(
+        self, params: Any, x: Float[Array, " r *features"], target: BoundTarget, num_outputs: int = 0
+    ) -> tuple[Float[Array, " r"], list[jax.Array]]:
+        """``(t, grads)`` from one :func:`~explain.gradients.target_and_layer_grad` call at :attr:`NAME`: ``grads``
+        as :meth:`split`, ``∂t/∂hₗ`` per layer (then ``∇_out t``, ``K = num_outputs``, with :attr:`outputs`)."""
+        layer_shape = (self.size(num_outputs),)
+        t, _, g, _ = target_and_layer_grad(self, params, x, target, layer=self.NAME, layer_shape=layer_shape)
+        return t, self.split(g)
 
 
 def tap_apply(tap: Callable, params: Any, x: jax.Array) -> jax.Array:

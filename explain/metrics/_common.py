@@ -109,10 +109,32 @@ def check_baseline(baseline: Any, x: Any) -> np.ndarray:
     return np.broadcast_to(value.astype(x.dtype, copy=False), x.shape)
 
 
-def forward_rows(p: Prepared, memory_budget: int | None) -> int:
-    """Model rows per compiled forward-only call."""
-    return chunking.FORWARD_ROWS_PER_ROW * chunking.rows_per_chunk(
-        p.model, memory_budget=memory_budget, dtype=p.x.dtype
+def forward_rows(model: Model, dtype: Any, memory_budget: int | None) -> int:
+    """Model rows per compiled forward-only call, inputs of ``dtype``."""
+    return chunking.FORWARD_ROWS_PER_ROW * chunking.rows_per_chunk(model, memory_budget=memory_budget, dtype=dtype)
+
+
+def map_draws(
+    chunk: Callable,
+    p: Prepared,
+    *arrays: Any,
+    draws: Any,
+    memory_budget: int | None,
+    show_progress: bool = False,
+    desc: str = "chunks",
+    **static: Any,
+) -> Any:
+    """``chunk(apply, params, x, target, *arrays, draw_chunk, weights, **static)`` over every sample and draw.
+
+    ``draws``: an array (or a tuple of arrays) with leading axis ``S``. :func:`forward_rows` per call are
+    split between samples and draws by :func:`explain.chunking.plan`; results on the host, as
+    :func:`explain.chunking.map_rows` (which sums ``chunk``'s values over the draw chunks).
+    """
+    n_draws = jax.tree_util.tree_leaves(draws)[0].shape[0]
+    batch, per_call = chunking.plan(p.n, forward_rows(p.model, p.x.dtype, memory_budget), n_draws)
+    fn = functools.partial(chunk, p.model.apply, p.model.params, **static)
+    return chunking.map_rows(
+        fn, p.x, p.target, *arrays, batch=batch, draws=draws, per_call=per_call, show_progress=show_progress, desc=desc
     )
 
 
@@ -133,7 +155,7 @@ _scores_jit = jax.jit(_scores, static_argnums=0)
 def scores_at(p: Prepared, memory_budget: int | None) -> np.ndarray:
     """The target at ``x`` itself, ``(N,)``, chunked."""
     fn = functools.partial(_scores_jit, p.model.apply, p.model.params)
-    return chunking.map_rows(fn, p.x, p.target, batch=forward_rows(p, memory_budget))
+    return chunking.map_rows(fn, p.x, p.target, batch=forward_rows(p.model, p.x.dtype, memory_budget))
 
 
 def scatter_columns(values: jax.Array, columns: jax.Array, weights: jax.Array, n_columns: int) -> jax.Array:

@@ -88,6 +88,32 @@ def _curve(kind: str, fractions: np.ndarray, scores: np.ndarray, target_name: st
     return Curve(jnp.asarray(fractions, scores.dtype), jnp.asarray(scores), jnp.asarray(auc), kind, target_name)
 
 
+# ----------------------------------------------------------------------------- units
+
+
+def _unit_relevance(attributions: Float[Array, " n *features"], *, patch: int, reduce: str) -> Float[Array, " n u"]:
+    """Pure: ``R_u``, the channel-reduced relevance summed over each unit (pixel, ``patch × patch`` block, feature)."""
+    shape = attributions.shape[1:]
+    uid, n_units = unit_ids(shape, patch)
+    return unit_relevance(
+        reduce_channels(attributions, image=len(shape) == 3, reduce=reduce), jnp.asarray(uid), n_units
+    )
+
+
+def _replace_units(
+    chosen: Bool[Array, " c n u"],
+    filled: Float[Array, " n *features"],
+    kept: Float[Array, " n *features"],
+    *,
+    patch: int,
+) -> Float[Array, " c n *features"]:
+    """Pure: per draw, ``filled`` on every pixel (all channels) or feature of the chosen units, ``kept`` elsewhere."""
+    shape = kept.shape[1:]
+    uid, _ = unit_ids(shape, patch)
+    pix = chosen[..., jnp.asarray(uid)]  # (c, n, *pixels)
+    return jnp.where(pix[..., None] if len(shape) == 3 else pix, filled[None], kept[None])
+
+
 # ----------------------------------------------------------------------------- deletion and insertion
 
 
@@ -113,75 +139,59 @@ def deletion_chunk(
     ``insert`` is traced: deletion and insertion share one compiled function.
     """
     columns, counts = draws
-    shape = x.shape[1:]
-    image = len(shape) == 3
-    ids, n_units = unit_ids(shape, patch)
-    r = unit_relevance(reduce_channels(attributions, image=image, reduce=reduce), jnp.asarray(ids), n_units)
+    r = _unit_relevance(attributions, patch=patch, reduce=reduce)
     chosen = ranks(r)[None] < counts[:, None, None]  # (c, n, U)
-    pix = chosen[..., jnp.asarray(ids)]  # (c, n, *pixels)
-    pix = pix[..., None] if image else pix
-    kept, filled = jnp.where(insert, baseline, x), jnp.where(insert, x, baseline)
-    pts = jnp.where(pix, filled[None], kept[None])
+    pts = _replace_units(chosen, jnp.where(insert, x, baseline), jnp.where(insert, baseline, x), patch=patch)
     return common.scatter_columns(common.stacked_scores(apply, params, pts, target), columns, weights, n_columns)
 
 
 _deletion_chunk = jax.jit(deletion_chunk, static_argnums=0, static_argnames=("patch", "reduce", "n_columns"))
 
 
-def _removal_curve(
-    kind: str,
-    model: Model | Any,
-    x: Batch,
-    attributions: Any,
-    *,
-    target: Any,
-    labels: Any,
-    baseline: Any,
-    steps: int,
-    patch: int,
-    reduce: str,
-    score: str | None,
-    memory_budget: int | None,
-    show_progress: bool,
-) -> Curve:
-    m = as_model(model)
-    check_reduce(reduce)
-    steps = check_int("steps", steps)
-    ids, n_units = unit_ids(tuple(m.input_spec.shape), patch)
-    if steps > n_units:
-        raise ValueError(f"expected steps <= {n_units} (the pixels, patches or features to remove), got {steps}")
-    x = m.input_spec.validate(x, check_range=False)  # prepare (in bind) warns about the range, once
-    a = common.check_attributions(attributions, x)
-    b = common.check_baseline(baseline, x)
-    p = common.bind(m, x, target=target, labels=labels, score=score, default="prob", memory_budget=memory_budget)
-    counts = np.rint(np.arange(steps + 1) * n_units / steps).astype(np.int32)
-    batch, per_call = chunking.plan(p.n, common.forward_rows(p, memory_budget), steps + 1)
-    fn = functools.partial(
-        _deletion_chunk, p.model.apply, p.model.params,
-        patch=patch, reduce=reduce, insert=kind == "insertion", n_columns=steps + 1,
-    )  # fmt: skip
-    scores = chunking.map_rows(
-        fn, p.x, p.target, a, b, batch=batch, draws=(np.arange(steps + 1, dtype=np.int32), counts),
-        per_call=per_call, show_progress=show_progress, desc=kind,
-    )  # fmt: skip
-    return _curve(kind, counts / n_units, scores, p.target.name)
+def _removal_metric(kind: str, doc: str) -> Callable[..., Curve]:
+    """The public :func:`deletion` or :func:`insertion` (``kind``): one signature and one body for both,
+    which differ only in :func:`deletion_chunk`'s ``insert``."""
+
+    def fn(
+        model: Model | Any,
+        x: Batch,
+        attributions: Batch,
+        *,
+        target: Any = None,
+        labels: Any = None,
+        baseline: str | float | Batch = "zero",
+        steps: int = 20,
+        patch: int = 1,
+        reduce: Reduce = "sum_abs",
+        score: Score | None = None,
+        memory_budget: int | None = None,
+        show_progress: bool = False,
+    ) -> Curve:
+        m = as_model(model)
+        check_reduce(reduce)
+        steps = check_int("steps", steps)
+        _, n_units = unit_ids(tuple(m.input_spec.shape), patch)
+        if steps > n_units:
+            raise ValueError(f"expected steps <= {n_units} (the pixels, patches or features to remove), got {steps}")
+        x = m.input_spec.validate(x, check_range=False)  # prepare (in bind) warns about the range, once
+        a = common.check_attributions(attributions, x)
+        b = common.check_baseline(baseline, x)
+        p = common.bind(m, x, target=target, labels=labels, score=score, default="prob", memory_budget=memory_budget)
+        counts = np.rint(np.arange(steps + 1) * n_units / steps).astype(np.int32)
+        scores = common.map_draws(
+            _deletion_chunk, p, a, b, draws=(np.arange(steps + 1, dtype=np.int32), counts),
+            memory_budget=memory_budget, show_progress=show_progress, desc=kind,
+            patch=patch, reduce=reduce, insert=kind == "insertion", n_columns=steps + 1,
+        )  # fmt: skip
+        return _curve(kind, counts / n_units, scores, p.target.name)
+
+    fn.__name__ = fn.__qualname__ = kind
+    fn.__doc__ = doc
+    return fn
 
 
-def deletion(
-    model: Model | Any,
-    x: Batch,
-    attributions: Batch,
-    *,
-    target: Any = None,
-    labels: Any = None,
-    baseline: str | float | Batch = "zero",
-    steps: int = 20,
-    patch: int = 1,
-    reduce: Reduce = "sum_abs",
-    score: Score | None = None,
-    memory_budget: int | None = None,
-    show_progress: bool = False,
-) -> Curve:
+deletion = _removal_metric(
+    "deletion",
     """Deletion curve: the score as the most relevant pixels are replaced by ``baseline``, most relevant first.
 
     With units (pixels, or ``patch × patch`` blocks) ranked by relevance ``R_u`` (module
@@ -215,38 +225,17 @@ def deletion(
 
     References:
       Petsiuk et al. 2018 (RISE); Samek et al. 2017 (module docstring).
-    """
-    return _removal_curve(
-        "deletion", model, x, attributions, target=target, labels=labels, baseline=baseline, steps=steps,
-        patch=patch, reduce=reduce, score=score, memory_budget=memory_budget, show_progress=show_progress,
-    )  # fmt: skip
-
-
-def insertion(
-    model: Model | Any,
-    x: Batch,
-    attributions: Batch,
-    *,
-    target: Any = None,
-    labels: Any = None,
-    baseline: str | float | Batch = "zero",
-    steps: int = 20,
-    patch: int = 1,
-    reduce: Reduce = "sum_abs",
-    score: Score | None = None,
-    memory_budget: int | None = None,
-    show_progress: bool = False,
-) -> Curve:
+    """,
+)
+insertion = _removal_metric(
+    "insertion",
     """Insertion curve: start from ``baseline`` and put back ``x``'s most relevant pixels first.
 
     Point ``s`` scores the baseline with the top ``k_s`` units of ``x`` inserted (ranking and
     steps as :func:`deletion`). Higher is more faithful. Arguments, returns and errors as
     :func:`deletion` (a blurred copy of ``x`` as ``baseline`` gives Petsiuk et al.'s variant).
-    """
-    return _removal_curve(
-        "insertion", model, x, attributions, target=target, labels=labels, baseline=baseline, steps=steps,
-        patch=patch, reduce=reduce, score=score, memory_budget=memory_budget, show_progress=show_progress,
-    )  # fmt: skip
+    """,
+)
 
 
 # ----------------------------------------------------------------------------- ROAD
@@ -349,14 +338,10 @@ def road(
     a = common.check_attributions(attributions, x)
     p = common.bind(m, x, target=target, labels=labels, score=score, default="prob", memory_budget=memory_budget)
     counts = np.rint(frac * h * w).astype(np.int32)
-    batch, per_call = chunking.plan(p.n, common.forward_rows(p, memory_budget), len(frac))
-    fn = functools.partial(
-        _road_chunk, p.model.apply, p.model.params,
+    scores = common.map_draws(
+        _road_chunk, p, a, np.arange(p.n, dtype=np.int32), draws=(np.arange(len(frac), dtype=np.int32), counts),
+        memory_budget=memory_budget, show_progress=show_progress, desc="road",
         key=key, noise_std=noise_std, reduce=reduce, lerf=order == "lerf", n_columns=len(frac),
-    )  # fmt: skip
-    scores = chunking.map_rows(
-        fn, p.x, p.target, a, np.arange(p.n, dtype=np.int32), batch=batch,
-        draws=(np.arange(len(frac), dtype=np.int32), counts), per_call=per_call, show_progress=show_progress, desc="road",
     )  # fmt: skip
     return _curve(f"road_{order}", counts / (h * w), scores, p.target.name)
 
@@ -399,23 +384,13 @@ def drops_chunk(
 ) -> tuple[Float[Array, " n s"], Float[Array, " n s k"]]:
     """Pure: ``F(x) - F(x with S := baseline)`` per random subset ``S`` of ``size`` units, and ``S``'s units,
     each in its column (the units as floats: exact below 2²⁴)."""
-    shape = x.shape[1:]
-    uid, n_units = unit_ids(shape, patch)
+    _, n_units = unit_ids(x.shape[1:], patch)
     units = _random_subsets(key, ids, subsets, n_units, size)
-    pix = _as_mask(units, n_units)[..., jnp.asarray(uid)]
-    pts = jnp.where(pix[..., None] if len(shape) == 3 else pix, baseline[None], x[None])
+    pts = _replace_units(_as_mask(units, n_units), baseline, x, patch=patch)
     drop = fx[None] - common.stacked_scores(apply, params, pts, target)
     return (
         common.scatter_columns(drop, subsets, weights, n_columns),
         common.scatter_columns(units.astype(jnp.float32), subsets, weights, n_columns),
-    )
-
-
-def _unit_relevance(attributions: Float[Array, " n *features"], *, patch: int, reduce: str) -> Float[Array, " n u"]:
-    shape = attributions.shape[1:]
-    uid, n_units = unit_ids(shape, patch)
-    return unit_relevance(
-        reduce_channels(attributions, image=len(shape) == 3, reduce=reduce), jnp.asarray(uid), n_units
     )
 
 
@@ -496,13 +471,10 @@ def subset_drops(
     b = common.check_baseline(baseline, x)
     p = common.bind(m, x, target=target, labels=labels, score=score, default="logit", memory_budget=memory_budget)
     fx = common.scores_at(p, memory_budget)
-    batch, per_call = chunking.plan(p.n, common.forward_rows(p, memory_budget), n_subsets)
-    fn = functools.partial(
-        _drops_chunk, p.model.apply, p.model.params, key=key, size=size, patch=patch, n_columns=n_subsets
-    )
-    drops, units = chunking.map_rows(
-        fn, p.x, p.target, b, fx, np.arange(p.n, dtype=np.int32), batch=batch,
-        draws=np.arange(n_subsets, dtype=np.int32), per_call=per_call, show_progress=show_progress, desc="subsets",
+    drops, units = common.map_draws(
+        _drops_chunk, p, b, fx, np.arange(p.n, dtype=np.int32), draws=np.arange(n_subsets, dtype=np.int32),
+        memory_budget=memory_budget, show_progress=show_progress, desc="subsets",
+        key=key, size=size, patch=patch, n_columns=n_subsets,
     )  # fmt: skip
     return SubsetDrops(drops, np.rint(units).astype(np.int32))
 
@@ -565,7 +537,7 @@ def faithfulness_correlation(
     table = _check_drops(drops.drops, len(xv), n_subsets, "subset_drops")
     if drops.units.shape != (len(xv), n_subsets, size):
         raise ValueError(f"expected subsets of {size} units from subset_drops, got units {drops.units.shape}")
-    rows = chunking.FORWARD_ROWS_PER_ROW * chunking.rows_per_chunk(m, memory_budget=memory_budget, dtype=xv.dtype)
+    rows = common.forward_rows(m, xv.dtype, memory_budget)
     r = chunking.map_rows(functools.partial(_unit_relevance_jit, patch=patch, reduce=reduce), a, batch=rows)
     sums = np.take_along_axis(np.asarray(r, np.float64)[:, None, :], drops.units, axis=2).sum(axis=-1)  # (N, S)
     return jnp.asarray(pearson(sums, table).astype(xv.dtype))
@@ -661,13 +633,10 @@ def perturbation_drops(
     x = m.input_spec.validate(x, check_range=False)  # prepare (in bind) warns about the range, once
     p = common.bind(m, x, target=target, labels=labels, score=score, default="logit", memory_budget=memory_budget)
     fx = common.scores_at(p, memory_budget)
-    batch, per_call = chunking.plan(p.n, common.forward_rows(p, memory_budget), n_samples)
-    fn = functools.partial(
-        _perturbation_drops_chunk, p.model.apply, p.model.params, key=key, noise_std=noise_std, n_columns=n_samples
-    )
-    return chunking.map_rows(
-        fn, p.x, p.target, fx, np.arange(p.n, dtype=np.int32), batch=batch,
-        draws=np.arange(n_samples, dtype=np.int32), per_call=per_call, show_progress=show_progress, desc="perturbations",
+    return common.map_draws(
+        _perturbation_drops_chunk, p, fx, np.arange(p.n, dtype=np.int32), draws=np.arange(n_samples, dtype=np.int32),
+        memory_budget=memory_budget, show_progress=show_progress, desc="perturbations",
+        key=key, noise_std=noise_std, n_columns=n_samples,
     )  # fmt: skip
 
 
@@ -732,8 +701,7 @@ def infidelity(
             memory_budget=memory_budget, show_progress=show_progress,
         )  # fmt: skip
     deltas = _check_drops(drops, len(xv), n_samples, "perturbation_drops").astype(xv.dtype)
-    rows = chunking.rows_per_chunk(m, memory_budget=memory_budget, dtype=xv.dtype)
-    batch, per_call = chunking.plan(len(xv), chunking.FORWARD_ROWS_PER_ROW * rows, n_samples)
+    batch, per_call = chunking.plan(len(xv), common.forward_rows(m, xv.dtype, memory_budget), n_samples)
     fn = functools.partial(_infidelity_chunk, key=key, noise_std=noise_std, by_inputs=baseline is not None)
     sums = chunking.map_rows(
         fn, xv, a, b, deltas, np.arange(len(xv), dtype=np.int32), batch=batch,

@@ -229,8 +229,7 @@ def integrated_gradients_core(
     ``baseline`` defaults to zeros; the wrapper builds the other kinds with :func:`make_baseline`.
     """
     baseline = jnp.zeros_like(x) if baseline is None else baseline
-    alphas, weights = quadrature(rule, steps)
-    nodes = jnp.asarray(np.stack([alphas, weights], axis=1), x.dtype)
+    nodes = jnp.asarray(np.stack(quadrature(rule, steps), axis=1), x.dtype)
     values = path_chunk(apply, params, x, target, baseline, nodes, jnp.ones((steps,), x.dtype))
     diff = common.endpoints(apply, params, x, target, baseline)
     delta = values.reshape((*diff.shape, -1)).sum(-1) - diff
@@ -250,9 +249,8 @@ def path_integral(
     show_progress: bool = False,
 ) -> tuple[np.ndarray, jax.Array]:
     """``(IG values, convergence delta)`` of a prepared batch, chunked over samples × steps."""
-    alphas, weights = quadrature(rule, steps)
     # Host array: slicing it per chunk costs no device op, so a new step count compiles nothing new.
-    nodes = np.stack([alphas, weights], axis=1).astype(p.x.dtype)  # (S, 2)
+    nodes = np.stack(quadrature(rule, steps), axis=1).astype(p.x.dtype)  # (S, 2)
     values = common.run_draws(_path_chunk, p, nodes, baseline, memory_budget=memory_budget, show_progress=show_progress)
     return values, common.delta(p, values, baseline, memory_budget)
 
@@ -358,8 +356,7 @@ def integrated_gradients_adaptive(
     steps = start_steps
     with chunking.progress(0, enabled=show_progress, desc="pairs") as bar:
         while todo.size:
-            alphas, weights = quadrature(rule, steps)
-            nodes = np.stack([alphas, weights], axis=1).astype(p.x.dtype)
+            nodes = np.stack(quadrature(rule, steps), axis=1).astype(p.x.dtype)
             bar.total += -(-todo.size * steps // size)
             v = _pair_sums(fn, p, host_base, todo, nodes, size, bar)
             d = v.reshape(todo.size, -1).sum(axis=1) - diff[todo]

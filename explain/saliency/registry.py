@@ -189,21 +189,16 @@ METHODS: dict[str, MethodInfo] = {
             cost=_option("start_steps"),
             description="IG with steps doubled until complete",
         ),
-        MethodInfo(
-            expected.expected_gradients,
-            True,
-            expected.expected_gradients_core,
-            core_options=_expected_core_options,
-            cost=_option("n_samples"),
-            description="IG averaged over reference baselines",
-        ),
-        MethodInfo(
-            expected.gradient_shap,
-            True,
-            expected.gradient_shap_core,
-            core_options=_expected_core_options,
-            cost=_option("n_samples"),
-            description="Expected Gradients with Captum's GradientSHAP defaults",
+        *(
+            MethodInfo(fn, True, core, core_options=_expected_core_options, cost=_option("n_samples"), description=what)
+            for fn, core, what in (
+                (expected.expected_gradients, expected.expected_gradients_core, "IG averaged over reference baselines"),
+                (
+                    expected.gradient_shap,
+                    expected.gradient_shap_core,
+                    "Expected Gradients with Captum's GradientSHAP defaults",
+                ),
+            )
         ),
         MethodInfo(
             blur_ig.blur_integrated_gradients,
@@ -221,21 +216,16 @@ METHODS: dict[str, MethodInfo] = {
             core_options=_zero_baseline("guided_integrated_gradients", guided_ig.check_options),
             description="IG along a path that moves low-gradient features first",
         ),
-        MethodInfo(
-            guided.guided_backprop,
-            True,
-            guided.guided_backprop_core,
-            rewrites_relus=True,
-            core_options=guided.core_options,
-            description="ReLU backward gated by forward and gradient sign",
-        ),
-        MethodInfo(
-            guided.deconvnet,
-            True,
-            guided.deconvnet_core,
-            rewrites_relus=True,
-            core_options=guided.core_options,
-            description="ReLU backward gated by gradient sign",
+        *(
+            MethodInfo(fn, True, core, rewrites_relus=True, core_options=guided.core_options, description=what)
+            for fn, core, what in (
+                (
+                    guided.guided_backprop,
+                    guided.guided_backprop_core,
+                    "ReLU backward gated by forward and gradient sign",
+                ),
+                (guided.deconvnet, guided.deconvnet_core, "ReLU backward gated by gradient sign"),
+            )
         ),
         MethodInfo(
             cam.grad_cam,

@@ -183,11 +183,11 @@ def bootstrap_means(
         return jnp.asarray(counted)
     cap = (budget - scores.nbytes) // per_resample
     cap = min(cap, (2**31 - 1) // n, -(-n_bootstrap // PIPELINE_DEPTH))  # the flat count index is int32
-    per_call = -(-n_bootstrap // -(-n_bootstrap // cap))  # equal chunks: the last one wastes little
+    per_call = chunking.balanced(n_bootstrap, cap)  # equal chunks: the last one wastes little
     in_flight = (budget - scores.nbytes) // (per_call * per_resample)  # chunks counting at once within the budget
     device_scores, means = jnp.asarray(scores), []
     with chunking.progress(-(-n_bootstrap // per_call), enabled=show_progress, desc="bootstrap") as bar:
-        for start in range(0, n_bootstrap, per_call):
+        for start, _ in chunking.chunk_bounds(n_bootstrap, per_call):  # the last chunk is drawn whole, trimmed below
             words = resample_words(key, np.arange(start, start + per_call), n, dtype)  # while earlier chunks count
             if len(means) >= in_flight:
                 means[-in_flight].block_until_ready()
