@@ -204,7 +204,10 @@ def accumulate(fn: Callable[[Any, jax.Array], Any], items: Any, chunk: int, *, b
     for start, stop in chunk_bounds(total, chunk):
         weights = np.zeros((chunk,), np.float32)
         weights[: stop - start] = 1.0
-        part = fn(_rows(items, start, stop, chunk), jnp.asarray(weights))
+        # Wait for each chunk: XLA:CPU runs independent dispatched calls at once, so without this several
+        # chunks' working sets would be live together and the budget would bound a single call only (IG-50 on
+        # 256 shapes images: peak RSS 787-855 MiB dispatched freely, 525-651 MiB waiting, same run time).
+        part = jax.block_until_ready(fn(_rows(items, start, stop, chunk), jnp.asarray(weights)))
         acc = part if acc is None else jax.tree_util.tree_map(jnp.add, acc, part)
         if bar is not None:
             bar.update()

@@ -61,6 +61,22 @@ def test_accumulate_equals_one_sum():
     assert float(total) == float(items.sum())
 
 
+def test_accumulate_runs_one_chunk_at_a_time():
+    """Each chunk's result is ready before the next chunk is dispatched, so one chunk's working set is live at
+    a time (the budget bounds a call; calls dispatched freely run at once on XLA:CPU)."""
+    m = jnp.eye(512) * 0.5
+    heavy = jax.jit(lambda d, w, m: jnp.sum(jax.lax.fori_loop(0, 40, lambda _, a: a @ m, m * jnp.sum(d * w))))
+    previous, ready = [], []
+
+    def fn(d, w):
+        ready.extend(p.is_ready() for p in previous[-1:])
+        previous.append(heavy(d, w, m))
+        return previous[-1]
+
+    chunking.accumulate(fn, np.arange(12.0, dtype=np.float32), 2)
+    assert ready == [True] * 5
+
+
 def test_progress_is_off_by_default_in_library_calls(capsys):
     chunking.map_rows(jax.jit(lambda x: x), np.ones((3, 1), np.float32), batch=1)
     assert capsys.readouterr().err == ""
