@@ -12,7 +12,9 @@ itself under ``jax.jit``, with each call's rows split over the devices (:mod:`ex
 and random cores draw row ``i`` of the dataset from ``fold_in(fold_in(key, s), i)`` with ``i`` the
 GLOBAL row number (the cores' ``row_ids``): the result of a row depends on the key alone, never on
 ``batch_size``, the device count or where a run resumed, and equals one direct call of the public
-method on the whole array with that key. Otherwise the shard is one
+method on the whole array with that key. Otherwise, and for a deterministic method whose one sample
+already needs more rows than ``memory_budget`` allows (IG with thousands of steps: a core call holds all
+of a sample's draws, the public method chunks them), the shard is one
 :func:`explain.saliency.registry.call` on one device (a key is then folded with the shard index, so
 such a random baseline depends on ``batch_size``).
 
@@ -289,7 +291,13 @@ def attribute_shard(
         model, x, target=target, labels=labels, allow_all=method.info.supports_all, memory_budget=method.memory_budget
     )
     cls = _bound_class(p.target, p.n)
-    if method.compiled is None:
+    factor = model.num_outputs if p.target.all_outputs else 1
+    per_row = method.info.rows_per_sample(model, method.info.check_options(method.options))
+    budget_rows = chunking.rows_per_chunk(model, memory_budget=method.memory_budget, factor=factor, dtype=p.x.dtype)
+    # A core call takes whole samples with all their draws (IG's steps): where one sample's draws exceed the
+    # budget, only the public method, which chunks draws too, keeps a deterministic method within it.
+    oversize = per_row > budget_rows and not method.info.needs_key
+    if method.compiled is None or oversize:
         att = registry.call(
             method.name, model, p.x, target=target, labels=labels,
             key=None if method.key is None else jax.random.fold_in(method.key, shard),
@@ -297,9 +305,6 @@ def attribute_shard(
         )  # fmt: skip
         outputs = forward(model, p.x, memory_budget=method.memory_budget)
         return att, np.asarray(outputs), cls
-    factor = model.num_outputs if p.target.all_outputs else 1
-    per_row = method.info.rows_per_sample(model, method.info.check_options(method.options))
-    budget_rows = chunking.rows_per_chunk(model, memory_budget=method.memory_budget, factor=factor, dtype=p.x.dtype)
     chunk = method.devices.chunk(max(1, budget_rows // per_row), p.n)
     params, key, refs = method.devices.replicate((model.params, method.key, method.references))
     run = functools.partial(_run_chunk, method.compiled, params, key, refs)

@@ -284,6 +284,26 @@ def test_memory_budget_chunks_inside_shards_and_is_not_a_setting(linen_cnn, x, t
     assert (again.completed, again.skipped) == ((), (0, 1, 2))  # same settings: nothing recomputed, nothing refused
 
 
+def test_one_sample_over_the_budget_goes_through_the_public_method_which_chunks_its_steps(
+    linen_cnn, x, tmp_path, monkeypatch
+):
+    """A core call holds every step of its samples: IG-64 under a budget of a few rows must take the public
+    path (which chunks steps too), and give what the direct call gives; within the budget the core serves."""
+    budget = 8 * explain.chunking.row_bytes(linen_cnn)  # 8 gradient rows per call, IG-64 needs 64 per sample
+    calls = []
+    real = run_lib.registry.call
+    monkeypatch.setattr(run_lib.registry, "call", lambda *a, **k: calls.append(k["memory_budget"]) or real(*a, **k))
+    kw = dict(method="integrated_gradients", batch_size=BATCH, options={"steps": 64})
+    run = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "small", memory_budget=budget, **kw)
+    assert calls == [budget] * 3  # every shard through the public method, under the run's budget
+    direct = explain.integrated_gradients(linen_cnn, x, steps=64, memory_budget=budget)
+    np.testing.assert_allclose(run.load(), direct.values, rtol=1e-5, atol=1e-7)
+    calls.clear()
+    big = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "big", **kw)
+    assert calls == []  # 64 rows per sample fit the default budget: the compiled core serves
+    np.testing.assert_allclose(run.load(), big.load(), rtol=1e-5, atol=1e-7)
+
+
 HOLD = """
 import sys, time
 from pathlib import Path
