@@ -66,7 +66,7 @@ from explain.batch import heatmaps as heatmaps_lib
 from explain.batch import index as index_lib
 from explain.batch.devices import Devices
 from explain.batch.sources import ArraySource, Shard, Source, open_source, prefetch
-from explain.checks import check_int, check_key
+from explain.checks import check_int, check_key, input_dtype
 from explain.gradients import forward, prepare
 from explain.io import atomic_write_bytes, atomic_write_text, exclusive_folder, params_sha256
 from explain.model import Model, as_model
@@ -243,9 +243,18 @@ class Method:
     devices: Devices
     compiled: Callable[..., tuple[Attribution, jax.Array]] | None
 
-    @property
-    def engine(self) -> str:
-        return "core" if self.compiled is not None else "public"
+    def core_rows(self, model: Model, *, all_outputs: bool, dtype: Any) -> int | None:
+        """Samples per compiled core call within ``memory_budget``, or ``None`` where the public method serves:
+        no core takes the options, or one sample of a deterministic method already needs more rows than the
+        budget allows (a core call holds all of a sample's draws, IG's steps; the public method chunks them)."""
+        if self.compiled is None:
+            return None
+        per_row = self.info.rows_per_sample(model, self.info.check_options(self.options))
+        factor = model.num_outputs if all_outputs else 1
+        budget_rows = chunking.rows_per_chunk(model, memory_budget=self.memory_budget, factor=factor, dtype=dtype)
+        if per_row > budget_rows and not self.info.needs_key:
+            return None
+        return max(1, budget_rows // per_row)
 
 
 def _core(model: Model, name: str, info: registry.MethodInfo, options: Mapping[str, Any]) -> Callable | None:
@@ -291,13 +300,8 @@ def attribute_shard(
         model, x, target=target, labels=labels, allow_all=method.info.supports_all, memory_budget=method.memory_budget
     )
     cls = _bound_class(p.target, p.n)
-    factor = model.num_outputs if p.target.all_outputs else 1
-    per_row = method.info.rows_per_sample(model, method.info.check_options(method.options))
-    budget_rows = chunking.rows_per_chunk(model, memory_budget=method.memory_budget, factor=factor, dtype=p.x.dtype)
-    # A core call takes whole samples with all their draws (IG's steps): where one sample's draws exceed the
-    # budget, only the public method, which chunks draws too, keeps a deterministic method within it.
-    oversize = per_row > budget_rows and not method.info.needs_key
-    if method.compiled is None or oversize:
+    per_call = method.core_rows(model, all_outputs=p.target.all_outputs, dtype=p.x.dtype)
+    if per_call is None:
         att = registry.call(
             method.name, model, p.x, target=target, labels=labels,
             key=None if method.key is None else jax.random.fold_in(method.key, shard),
@@ -305,7 +309,7 @@ def attribute_shard(
         )  # fmt: skip
         outputs = forward(model, p.x, memory_budget=method.memory_budget)
         return att, np.asarray(outputs), cls
-    chunk = method.devices.chunk(max(1, budget_rows // per_row), p.n)
+    chunk = method.devices.chunk(per_call, p.n)
     params, key, refs = method.devices.replicate((model.params, method.key, method.references))
     run = functools.partial(_run_chunk, method.compiled, params, key, refs)
     att, outputs = method.devices.map(run, {"x": p.x, "target": p.target, "row_ids": row_ids}, chunk)
@@ -698,7 +702,14 @@ def attribute_dataset(
     bounds = list(chunking.chunk_bounds(n, rows))
     # Provenance, not settings: the same weights reached by name or object, on any devices, resume alike.
     mesh = run_method.devices
-    where = {"name": "local", "path": run_method.engine, "devices": mesh.count, "device_kind": mesh.kind}
+    all_outputs = isinstance(target, str) and target == targets.ALL
+    core = run_method.core_rows(model, all_outputs=all_outputs, dtype=input_dtype(source.dtype))
+    where = {
+        "name": "local",
+        "path": "public" if core is None else "core",
+        "devices": mesh.count,
+        "device_kind": mesh.kind,
+    }
     header = {
         "format": FORMAT,
         "fingerprint": fingerprint,

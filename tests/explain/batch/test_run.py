@@ -296,11 +296,13 @@ def test_one_sample_over_the_budget_goes_through_the_public_method_which_chunks_
     kw = dict(method="integrated_gradients", batch_size=BATCH, options={"steps": 64})
     run = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "small", memory_budget=budget, **kw)
     assert calls == [budget] * 3  # every shard through the public method, under the run's budget
+    assert json.loads((tmp_path / "small" / MANIFEST).read_text())["engine"]["path"] == "public"  # as it ran
     direct = explain.integrated_gradients(linen_cnn, x, steps=64, memory_budget=budget)
     np.testing.assert_allclose(run.load(), direct.values, rtol=1e-5, atol=1e-7)
     calls.clear()
     big = attribute_dataset(linen_cnn, x, out_dir=tmp_path / "big", **kw)
     assert calls == []  # 64 rows per sample fit the default budget: the compiled core serves
+    assert json.loads((tmp_path / "big" / MANIFEST).read_text())["engine"]["path"] == "core"
     np.testing.assert_allclose(run.load(), big.load(), rtol=1e-5, atol=1e-7)
 
 
